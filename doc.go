@@ -1,0 +1,21 @@
+// Package callready tells a CRM backend, in real time, which WhatsApp
+// contacts its agents may call right now.
+//
+// Meta lets a business call a WhatsApp user only with that user's
+// permission: an accepted permission request (7 days, or permanent), a call
+// from the user (even a missed one grants a call back for 7 days), or the
+// business profile. Permissions expire silently and users revoke them, and
+// Meta's API answers one user at a time. callready builds the missing list
+// from Meta's webhooks and local state:
+//
+//   - package permission: the Tracker (merge rules, expiry, Eligible,
+//     Subscribe, Explain, call and request limits);
+//   - package store: the storage contract, with store/memory (in process)
+//     and store/sql (SQLite and PostgreSQL) adapters, and store/storetest,
+//     the conformance suite for adapters;
+//   - package webhook: an http.Handler that verifies, parses and records
+//     Meta's webhook deliveries;
+//   - examples/: reference servers built only on the public API.
+//
+// This root package holds no code; import the packages above.
+package callready

@@ -1,0 +1,226 @@
+// Package memory is the in-process store adapter: pair states in a map and
+// a bounded change log in a ring, both lost when the process exits. It is
+// what tests, examples and single-process hosts that do not need durability
+// use, and it implements store.Notifier so several trackers in one process
+// can share it.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/callready/callready/store"
+)
+
+// DefaultRetention is how many change-log entries a Store keeps when
+// Config.Retention is zero.
+const DefaultRetention = 1 << 16
+
+// Config configures a Store. The zero value is ready to use.
+type Config struct {
+	// Retention is how many of the newest change-log entries are kept for
+	// replay; older ones are dropped and reading them yields
+	// store.ErrCompacted. Default DefaultRetention (65,536).
+	Retention int
+}
+
+// Store is an in-memory store.Store. The zero value is not usable; call New.
+type Store struct {
+	mu        sync.RWMutex
+	pairs     map[store.Key]store.State
+	log       []store.Change // ring of the newest entries, oldest at head
+	head      int            // index of the oldest entry in log once full
+	retention int
+	revision  int64
+	closed    bool
+	wake      chan struct{} // closed and replaced on every commit
+}
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Notifier = (*Store)(nil)
+)
+
+// New returns an empty Store.
+func New(cfg Config) *Store {
+	r := cfg.Retention
+	if r <= 0 {
+		r = DefaultRetention
+	}
+	return &Store{pairs: make(map[store.Key]store.State), retention: r, wake: make(chan struct{})}
+}
+
+// Close makes every later call fail with store.ErrClosed and wakes waiters.
+// It is idempotent.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.wake)
+	}
+	return nil
+}
+
+type tx struct {
+	s       *Store
+	puts    map[store.Key]store.State
+	changes []store.Change
+}
+
+func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
+	if st, ok := t.puts[k]; ok {
+		return cloneState(st), nil
+	}
+	st, ok := t.s.pairs[k]
+	if !ok {
+		return store.State{}, fmt.Errorf("memory: %s/%s: %w", k.Channel, k.Contact, store.ErrNotFound)
+	}
+	return cloneState(st), nil
+}
+
+func (t *tx) Put(ctx context.Context, k store.Key, st store.State) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t.puts[k] = cloneState(st)
+	return nil
+}
+
+func (t *tx) Append(ctx context.Context, c store.Change) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	c.Revision = t.s.revision + int64(len(t.changes)) + 1
+	t.changes = append(t.changes, c)
+	return c.Revision, nil
+}
+
+// Update runs fn under the store's write lock; its writes are applied only
+// if fn returns nil.
+func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	t := &tx{s: s, puts: make(map[store.Key]store.State)}
+	if err := fn(t); err != nil {
+		return err
+	}
+	for k, st := range t.puts {
+		s.pairs[k] = st
+	}
+	for _, c := range t.changes {
+		s.appendLocked(c)
+	}
+	if len(t.changes) > 0 {
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
+	return nil
+}
+
+func (s *Store) appendLocked(c store.Change) {
+	s.revision = c.Revision
+	if len(s.log) < s.retention {
+		s.log = append(s.log, c)
+		return
+	}
+	s.log[s.head] = c
+	s.head = (s.head + 1) % s.retention
+}
+
+// Get returns the committed state of one pair.
+func (s *Store) Get(ctx context.Context, k store.Key) (store.State, error) {
+	if err := ctx.Err(); err != nil {
+		return store.State{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.State{}, store.ErrClosed
+	}
+	st, ok := s.pairs[k]
+	if !ok {
+		return store.State{}, fmt.Errorf("memory: %s/%s: %w", k.Channel, k.Contact, store.ErrNotFound)
+	}
+	return cloneState(st), nil
+}
+
+// Load calls fn for every pair under a read lock, so fn must not call back
+// into the Store's write methods.
+func (s *Store) Load(ctx context.Context, fn func(store.Key, store.State) error) (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, store.ErrClosed
+	}
+	for k, st := range s.pairs {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if err := fn(k, cloneState(st)); err != nil {
+			return 0, err
+		}
+	}
+	return s.revision, nil
+}
+
+// Changes returns retained entries after the given revision.
+func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	if after >= s.revision || limit <= 0 {
+		return nil, nil
+	}
+	n := len(s.log)
+	oldest := s.revision - int64(n) + 1 // revisions in the log are contiguous
+	if after+1 < oldest {
+		return nil, fmt.Errorf("memory: revision %d: %w (oldest kept is %d)", after+1, store.ErrCompacted, oldest)
+	}
+	skip := int(after + 1 - oldest)
+	count := min(n-skip, limit)
+	out := make([]store.Change, count)
+	for i := range count {
+		out[i] = s.log[(s.head+skip+i)%n]
+	}
+	return out, nil
+}
+
+// Wait implements store.Notifier.
+func (s *Store) Wait(ctx context.Context, after int64) error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return store.ErrClosed
+	}
+	if s.revision > after {
+		s.mu.RUnlock()
+		return nil
+	}
+	wake := s.wake
+	s.mu.RUnlock()
+	select {
+	case <-wake:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func cloneState(st store.State) store.State {
+	st.Activity = slices.Clone(st.Activity)
+	return st
+}
