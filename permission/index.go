@@ -24,8 +24,8 @@ type slot struct {
 	ch      *channelIndex
 	contact string
 	source  Source
-	granted int64 // unix ns
-	expires int64 // unix ns, never for permanent entries
+	granted int64         // unix ns
+	expires int64         // unix ns, never for permanent entries
 	act     *pairActivity // nil when the pair has no call activity
 }
 

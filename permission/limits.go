@@ -80,13 +80,13 @@ type Reason string
 
 const (
 	ReasonAllowed          Reason = "allowed"
-	ReasonNoPermission     Reason = "no_permission"      // never granted (Meta 138006)
-	ReasonExpired          Reason = "expired"            // the temporary permission ran out (Meta 138006)
-	ReasonRevoked          Reason = "revoked"            // rejected, switched off or revoked automatically (Meta 138006)
-	ReasonCallLimit        Reason = "call_limit"         // connected-call cap of the window reached (Meta 138012)
-	ReasonRequestLimitDay  Reason = "request_limit_24h"  // request cap per 24 h reached (Meta 138009)
-	ReasonRequestLimitWeek Reason = "request_limit_7d"   // request cap per 7 days reached (Meta 138009)
-	ReasonPermanentHeld    Reason = "permanent_granted"  // a permanent permission exists: no request needed (Meta 138017)
+	ReasonNoPermission     Reason = "no_permission"     // never granted (Meta 138006)
+	ReasonExpired          Reason = "expired"           // the temporary permission ran out (Meta 138006)
+	ReasonRevoked          Reason = "revoked"           // rejected, switched off or revoked automatically (Meta 138006)
+	ReasonCallLimit        Reason = "call_limit"        // connected-call cap of the window reached (Meta 138012)
+	ReasonRequestLimitDay  Reason = "request_limit_24h" // request cap per 24 h reached (Meta 138009)
+	ReasonRequestLimitWeek Reason = "request_limit_7d"  // request cap per 7 days reached (Meta 138009)
+	ReasonPermanentHeld    Reason = "permanent_granted" // a permanent permission exists: no request needed (Meta 138017)
 )
 
 // MetaErrorReason maps a Meta Cloud API error code about calling to the
