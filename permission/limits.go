@@ -172,45 +172,32 @@ func statusReason(s Status) Reason {
 	return ReasonNoPermission
 }
 
-// lastConnected is the time of the newest connected call, either direction.
-func lastConnected(s *store.State) time.Time {
-	for i := len(s.Activity) - 1; i >= 0; i-- {
-		if k := s.Activity[i].Kind; k == actCallOut || k == actCallIn {
-			return s.Activity[i].At
-		}
-	}
-	return time.Time{}
-}
-
 // limitsAt computes a pair's budget at now from its activity. Windows are
-// rolling: an event at T counts while now < T + window.
+// rolling: an event at T counts while now < T + window. Request windows and
+// the unanswered streak restart at the last connected call.
 func limitsAt(s *store.State, now time.Time, c LimitsConfig) Limits {
 	var l Limits
-	reset := lastConnected(s)
+	sum := summarize(s)
 	var calls, dayReqs, weekReqs []time.Time
-	for _, a := range s.Activity {
-		if a.At.After(now) {
+	for _, at := range sum.connectedOut {
+		if !at.After(now) && now.Sub(at) < c.CallWindow {
+			calls = append(calls, at)
+		}
+	}
+	for _, at := range sum.unanswered {
+		if at.After(sum.lastConnected) && !at.After(now) {
+			l.UnansweredStreak++
+		}
+	}
+	for _, at := range sum.requests {
+		if !at.After(sum.lastConnected) || at.After(now) {
 			continue
 		}
-		switch a.Kind {
-		case actCallOut:
-			if now.Sub(a.At) < c.CallWindow {
-				calls = append(calls, a.At)
-			}
-		case actCallMissed:
-			if a.At.After(reset) {
-				l.UnansweredStreak++
-			}
-		case actRequest:
-			if !a.At.After(reset) {
-				continue
-			}
-			if now.Sub(a.At) < week {
-				weekReqs = append(weekReqs, a.At)
-			}
-			if now.Sub(a.At) < day {
-				dayReqs = append(dayReqs, a.At)
-			}
+		if now.Sub(at) < week {
+			weekReqs = append(weekReqs, at)
+		}
+		if now.Sub(at) < day {
+			dayReqs = append(dayReqs, at)
 		}
 	}
 	l.CallsLeft = max(0, c.CallsPerWindow-len(calls))
@@ -253,12 +240,12 @@ type pairActivity struct {
 
 func activityOf(s *store.State, c LimitsConfig) *pairActivity {
 	var a pairActivity
-	reset := lastConnected(s)
-	for _, x := range s.Activity {
-		switch {
-		case x.Kind == actCallOut:
-			a.calls = append(a.calls, x.At.UnixNano())
-		case x.Kind == actCallMissed && x.At.After(reset):
+	sum := summarize(s)
+	for _, at := range sum.connectedOut {
+		a.calls = append(a.calls, at.UnixNano())
+	}
+	for _, at := range sum.unanswered {
+		if at.After(sum.lastConnected) {
 			a.streak++
 		}
 	}

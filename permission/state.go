@@ -111,15 +111,13 @@ func mergeGrant(slot *store.Grant, g store.Grant) bool {
 	return false
 }
 
-// mergeActivity adds a to the set, keeping it sorted and trimmed to the
-// horizon behind its newest element. The trim threshold only moves forward
-// and depends on the set alone, so the result is order-independent.
+// mergeActivity adds a to the set of (kind, id, time) triples, keeping it
+// sorted and trimmed to the horizon behind its newest element. The final
+// set is exactly the events within the horizon of the newest one, whatever
+// the order, because the trim threshold only moves forward. Rules that
+// relate triples (one call seen as both unanswered and connected) are
+// applied when reading (see summarize), never here.
 func mergeActivity(s *store.State, a store.Activity) bool {
-	// A call reported both connected and unanswered (e.g. a status before
-	// the terminate): connected wins, since it is what Meta counts.
-	if a.Kind == actCallMissed && slices.ContainsFunc(s.Activity, func(x store.Activity) bool { return x.Kind == actCallOut && x.ID == a.ID }) {
-		return false
-	}
 	i, found := slices.BinarySearchFunc(s.Activity, a, compareActivity)
 	if found {
 		return false
@@ -128,9 +126,6 @@ func mergeActivity(s *store.State, a store.Activity) bool {
 		return false
 	}
 	s.Activity = slices.Insert(s.Activity, i, a)
-	if a.Kind == actCallOut {
-		s.Activity = slices.DeleteFunc(s.Activity, func(x store.Activity) bool { return x.Kind == actCallMissed && x.ID == a.ID })
-	}
 	cut := s.Activity[len(s.Activity)-1].At.Add(-activityHorizon)
 	drop := 0
 	for drop < len(s.Activity) && s.Activity[drop].At.Before(cut) {
@@ -138,6 +133,53 @@ func mergeActivity(s *store.State, a store.Activity) bool {
 	}
 	s.Activity = slices.Delete(s.Activity, 0, drop)
 	return true
+}
+
+// summary is a pair's activity read as Meta counts it: each call or
+// request once, by id, at its earliest report; a call reported both
+// unanswered and connected (a status, then a terminate) counts as connected.
+type summary struct {
+	connectedOut  []time.Time // business calls picked up, ascending
+	unanswered    []time.Time // business calls not picked up, ascending
+	requests      []time.Time // permission requests sent, ascending
+	lastConnected time.Time   // newest connected call, either direction
+}
+
+func summarize(s *store.State) summary {
+	first := map[[2]string]time.Time{}
+	for _, a := range s.Activity { // ascending: the first seen is the earliest
+		k := [2]string{a.Kind, a.ID}
+		if _, ok := first[k]; !ok {
+			first[k] = a.At
+		}
+	}
+	var sum summary
+	for _, a := range s.Activity {
+		if first[[2]string{a.Kind, a.ID}] != a.At {
+			continue
+		}
+		switch a.Kind {
+		case actCallOut:
+			sum.connectedOut = append(sum.connectedOut, a.At)
+			sum.lastConnected = later(sum.lastConnected, a.At)
+		case actCallIn:
+			sum.lastConnected = later(sum.lastConnected, a.At)
+		case actCallMissed:
+			if _, picked := first[[2]string{actCallOut, a.ID}]; !picked {
+				sum.unanswered = append(sum.unanswered, a.At)
+			}
+		case actRequest:
+			sum.requests = append(sum.requests, a.At)
+		}
+	}
+	return sum
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // entryAt returns the callable entry of s at now, if any. A permanent grant

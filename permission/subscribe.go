@@ -15,9 +15,10 @@ type SubscribeOptions struct {
 	// Channel, when set, keeps only changes of that channel.
 	Channel string
 	// After resumes the stream: only changes with a greater revision are
-	// delivered, replayed from the store's change log first. Use a Page's
-	// Revision (list, then watch) or the last revision received. Zero means
-	// from now: only changes committed after Subscribe returns.
+	// delivered, those already committed replayed from the store's change
+	// log first. Pass a Page's Revision (list, then watch), the last
+	// revision received, or Tracker.Revision() to follow from now. Zero
+	// replays the whole retained log (ErrResync once it is compacted).
 	After int64
 }
 
@@ -51,11 +52,7 @@ func (t *Tracker) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 	if t.closed() {
 		return nil, ErrClosed
 	}
-	s.liveFrom = t.published
-	s.last = opts.After
-	if opts.After == 0 || opts.After > t.published {
-		s.last = t.published
-	}
+	s.liveFrom, s.last = t.published, opts.After
 	t.subs[s] = struct{}{}
 	return s, nil
 }

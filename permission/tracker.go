@@ -88,6 +88,8 @@ type Tracker struct {
 	closeOnce sync.Once
 	startOnce sync.Once
 	wg        sync.WaitGroup
+
+	armedHook func(next time.Time, ok bool) // tests: the expiry loop is waiting for next
 }
 
 // New opens a tracker on cfg.Store and rebuilds its index from the stored
@@ -301,7 +303,9 @@ func (t *Tracker) expiryLoop() {
 			timer.Reset(d)
 			armed = true
 		}
-		t.loopArmed(next, ok)
+		if t.armedHook != nil {
+			t.armedHook(next, ok)
+		}
 		select {
 		case <-t.done:
 			return
@@ -314,15 +318,6 @@ func (t *Tracker) expiryLoop() {
 				}
 			}
 		}
-	}
-}
-
-// loopArmed is a test hook: the loop is waiting for next.
-var loopArmedHook func(t *Tracker, next time.Time, ok bool)
-
-func (t *Tracker) loopArmed(next time.Time, ok bool) {
-	if h := loopArmedHook; h != nil {
-		h(t, next, ok)
 	}
 }
 
