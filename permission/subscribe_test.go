@@ -46,7 +46,7 @@ func TestSubscribeLive(t *testing.T) {
 
 func TestSubscribeChannelFilterAndResume(t *testing.T) {
 	f := newFixture(t, Config{})
-	f.record(grant("u1", t0))                                            // rev 1
+	f.record(grant("u1", t0))                                                 // rev 1
 	f.record(Event{Type: EventGrant, Channel: "other", Contact: "x", At: t0}) // rev 2
 	page, err := f.tr.Eligible(f.ctx, ch, Query{})
 	require.NoError(t, err)
@@ -57,7 +57,7 @@ func TestSubscribeChannelFilterAndResume(t *testing.T) {
 	require.NoError(t, err)
 	defer sub.Close()
 	f.record(Event{Type: EventGrant, Channel: "other", Contact: "y", At: t0}) // rev 4, filtered out
-	f.record(revoke("u1", t0.Add(time.Hour), RevokeRejected))                // rev 5
+	f.record(revoke("u1", t0.Add(time.Hour), RevokeRejected))                 // rev 5
 	c := next(t, sub)
 	assert.Equal(t, "u2", c.Entry.Contact, "replayed from the log")
 	assert.Equal(t, int64(3), c.Revision)
