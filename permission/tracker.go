@@ -52,6 +52,16 @@ type Config struct {
 	// Limits are Meta's call and request caps. Zero fields take today's
 	// values (see LimitsConfig).
 	Limits LimitsConfig
+	// Shared says other trackers (other processes, or other Trackers in
+	// this one) write to the same store. The tracker then follows the
+	// store's change log so its list and subscribers see every change, in
+	// revision order, whoever wrote it; Start runs the follower. Default
+	// false: this tracker is the store's only writer.
+	Shared bool
+	// PollInterval is how often a shared tracker reads the change log when
+	// the store sends no notification (see store.Notifier), and how long it
+	// waits before retrying a failed read. Default DefaultPollInterval (1 s).
+	PollInterval time.Duration
 	// Logger receives warnings from the background expiry loop. Default: discard.
 	Logger *slog.Logger
 }
@@ -90,6 +100,9 @@ type Tracker struct {
 	wg        sync.WaitGroup
 
 	armedHook func(next time.Time, ok bool) // tests: the expiry loop is waiting for next
+
+	followMu sync.Mutex // serializes catchUp; guards applied
+	applied  int64      // Shared: last change-log revision applied to the index
 }
 
 // New opens a tracker on cfg.Store and rebuilds its index from the stored
@@ -118,6 +131,9 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -148,7 +164,7 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("permission: loading the store: %w", err)
 	}
-	t.indexRevision, t.published = rev, rev
+	t.indexRevision, t.published, t.applied = rev, rev, rev
 	return t, nil
 }
 
@@ -242,7 +258,8 @@ func (t *Tracker) Sweep(ctx context.Context, now time.Time) (int, error) {
 
 // Start runs the expiry loop in a goroutine until Close: one timer, reset to
 // the next expiry in the index, records expiries as they fall due. It sweeps
-// once at start. Calling Start more than once has no further effect.
+// once at start. With Config.Shared it also starts the change-log follower.
+// Calling Start more than once has no further effect.
 func (t *Tracker) Start() {
 	t.startOnce.Do(func() {
 		select {
@@ -252,6 +269,10 @@ func (t *Tracker) Start() {
 		}
 		t.wg.Add(1)
 		go t.expiryLoop()
+		if t.cfg.Shared {
+			t.wg.Add(1)
+			go t.followLoop()
+		}
 	})
 }
 
@@ -418,12 +439,6 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 			}
 			c.Revision = rev
 			p.state.Revision = rev
-			if c.Type == Granted || c.Type == Extended {
-				c.Entry.CallsLeft = activityOf(&p.state, t.cfg.Limits).callsLeft(r.now.UnixNano(), t.cfg.Limits)
-				if a := activityOf(&p.state, t.cfg.Limits); a != nil {
-					c.Entry.UnansweredStreak = a.streak
-				}
-			}
 			p.dirty = true
 			r.changes = append(r.changes, c)
 			return nil
@@ -469,12 +484,18 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 		return
 	}
 
-	// Apply to the index: each pair's entry as of the newest request that
-	// touched it.
-	var changes []Change
-	for _, r := range batch {
-		changes = append(changes, r.changes...)
+	if t.cfg.Shared {
+		// Other trackers write to the store too: the index follows the
+		// change log in revision order, own changes included.
+		if err := t.catchUp(wctx); err != nil {
+			t.log.Warn("callready: reading the change log after a write failed; the follower will retry", "err", err)
+		}
+		for _, r := range batch {
+			close(r.done)
+		}
+		return
 	}
+	// Each pair's entry as of the newest request that touched it.
 	nowOf := make(map[store.Key]time.Time, len(order))
 	for _, r := range batch {
 		for _, e := range r.events {
@@ -484,15 +505,41 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 			nowOf[store.Key{Channel: e.Channel, Contact: e.Contact}] = r.now
 		}
 	}
+	applied := make([]keyState, len(order))
+	for i, p := range order {
+		applied[i] = keyState{p.key, &p.state, nowOf[p.key]}
+	}
+	var changes []Change
+	for _, r := range batch {
+		changes = append(changes, r.changes...)
+	}
+	t.applyToIndex(applied, changes)
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+type keyState struct {
+	key   store.Key
+	state *store.State
+	now   time.Time
+}
+
+// applyToIndex makes the index hold each pair's entry at its instant, moves
+// the index revision to the last change, publishes the changes, and wakes
+// the expiry loop when a temporary entry may now expire first.
+func (t *Tracker) applyToIndex(states []keyState, changes []Change) {
 	var earliest time.Time
 	t.mu.Lock()
-	for _, p := range order {
-		now := nowOf[p.key]
-		e, ok := entryAt(p.key, &p.state, now)
+	for _, ks := range states {
+		e, ok := entryAt(ks.key, ks.state, ks.now)
+		if !ok {
+			e, ok = pendingExpiry(ks.key, ks.state, ks.now) // left for the sweep
+		}
 		if ok {
-			t.idx.set(p.key.Channel, p.key.Contact, e, activityOf(&p.state, t.cfg.Limits))
+			t.idx.set(ks.key.Channel, ks.key.Contact, e, activityOf(ks.state, t.cfg.Limits))
 		} else {
-			t.idx.remove(p.key.Channel, p.key.Contact)
+			t.idx.remove(ks.key.Channel, ks.key.Contact)
 		}
 		if ok && e.Kind == Temporary && (earliest.IsZero() || e.ExpiresAt.Before(earliest)) {
 			earliest = e.ExpiresAt
@@ -503,9 +550,6 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 	}
 	t.mu.Unlock()
 	t.publish(changes)
-	for _, r := range batch {
-		close(r.done)
-	}
 	if !earliest.IsZero() {
 		select {
 		case t.kick <- struct{}{}:
@@ -524,7 +568,7 @@ func (t *Tracker) apply(r *request, p *pending, e Event, emit func(*request, *pe
 			return err
 		}
 	}
-	before, had := entryAt(p.key, s, r.now)
+	before, had := t.entryWithLimits(p.key, s, r.now)
 	if !merge(s, e, t.cfg.TTL, !e.noCallback) {
 		return nil
 	}
@@ -534,9 +578,23 @@ func (t *Tracker) apply(r *request, p *pending, e Event, emit func(*request, *pe
 	if _, ok := pendingExpiry(p.key, s, r.now); ok {
 		s.ExpiryNoted = s.Temporary.ExpiresAt
 	}
-	after, has := entryAt(p.key, s, r.now)
+	after, has := t.entryWithLimits(p.key, s, r.now)
 	if c, ok := transition(before, after, had, has, s, e.At); ok {
 		return emit(r, p, c)
 	}
 	return nil
+}
+
+// entryWithLimits is entryAt with the entry's call budget filled in, so a
+// change of calls left or of the streak is an Extended change.
+func (t *Tracker) entryWithLimits(k store.Key, s *store.State, now time.Time) (Entry, bool) {
+	e, ok := entryAt(k, s, now)
+	if ok {
+		a := activityOf(s, t.cfg.Limits)
+		e.CallsLeft = a.callsLeft(now.UnixNano(), t.cfg.Limits)
+		if a != nil {
+			e.UnansweredStreak = a.streak
+		}
+	}
+	return e, ok
 }

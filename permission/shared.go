@@ -1,0 +1,131 @@
+package permission
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/callready/callready/store"
+)
+
+// Several trackers on one store (Config.Shared): the store is the single
+// truth and each tracker's index is a cache of it, fed by the change log.
+// Every tracker applies every change (its own included) in revision order:
+// after its own writes synchronously (read-your-writes), and for the others'
+// writes from a follower loop started by Start, woken by the store's
+// Notifier when it has one and by polling otherwise.
+
+// DefaultPollInterval is how often a shared tracker reads the change log
+// when the store gives no notification.
+const DefaultPollInterval = time.Second
+
+// catchUp applies every change committed after the last one applied. For
+// each page of changes it reads the current state of the pairs involved, so
+// the index also gets what change rows do not carry (call activity).
+func (t *Tracker) catchUp(ctx context.Context) error {
+	t.followMu.Lock()
+	defer t.followMu.Unlock()
+	for {
+		page, err := t.store.Changes(ctx, t.applied, 1000)
+		if errors.Is(err, store.ErrCompacted) {
+			return t.relist(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		now := t.clock.Now()
+		var states []keyState
+		seen := make(map[store.Key]bool, len(page))
+		changes := make([]Change, len(page))
+		for i, sc := range page {
+			changes[i] = fromStore(sc)
+			if seen[sc.Key] {
+				continue
+			}
+			seen[sc.Key] = true
+			st, err := t.store.Get(ctx, sc.Key)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			states = append(states, keyState{sc.Key, &st, now})
+		}
+		t.applyToIndex(states, changes)
+		t.applied = page[len(page)-1].Revision
+	}
+}
+
+// relist rebuilds the index from the store when the change log no longer
+// holds what this tracker missed. Subscribers cannot be told what they
+// missed either: they end with ErrResync and re-list.
+func (t *Tracker) relist(ctx context.Context) error {
+	idx := newIndex()
+	now := t.clock.Now()
+	rev, err := t.store.Load(ctx, func(k store.Key, s store.State) error {
+		e, ok := entryAt(k, &s, now)
+		if !ok {
+			e, ok = pendingExpiry(k, &s, now)
+		}
+		if ok {
+			idx.set(k.Channel, k.Contact, e, activityOf(&s, t.cfg.Limits))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("permission: re-listing after compaction: %w", err)
+	}
+	t.mu.Lock()
+	t.idx, t.indexRevision = idx, rev
+	t.mu.Unlock()
+	t.subMu.Lock()
+	t.published = rev
+	for s := range t.subs {
+		s.end(fmt.Errorf("%w: this tracker fell behind the change log's retention", ErrResync))
+	}
+	clear(t.subs)
+	t.subMu.Unlock()
+	t.applied = rev
+	t.log.Warn("callready: fell behind the change log; rebuilt the index from the store", "revision", rev)
+	return nil
+}
+
+// followLoop applies other trackers' changes until Close.
+func (t *Tracker) followLoop() {
+	defer t.wg.Done()
+	notifier, _ := store.AsNotifier(t.store)
+	poll := time.NewTimer(t.cfg.PollInterval)
+	defer poll.Stop()
+	for {
+		if notifier != nil {
+			t.followMu.Lock()
+			after := t.applied
+			t.followMu.Unlock()
+			wctx, cancel := context.WithTimeout(t.ctx, t.cfg.PollInterval)
+			err := notifier.Wait(wctx, after)
+			cancel()
+			if errors.Is(err, store.ErrClosed) {
+				notifier = nil // poll from now on; the store's calls will say what is wrong
+			}
+		} else {
+			poll.Reset(t.cfg.PollInterval)
+			select {
+			case <-poll.C:
+			case <-t.ctx.Done():
+			}
+		}
+		if t.closed() {
+			return
+		}
+		if err := t.catchUp(t.ctx); err != nil && !t.closed() {
+			t.log.Warn("callready: following the change log failed; retrying", "err", err)
+			select { // back off instead of spinning on a store that is down
+			case <-time.After(t.cfg.PollInterval):
+			case <-t.ctx.Done():
+				return
+			}
+		}
+	}
+}
