@@ -173,6 +173,10 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 	if !e.ExpiresAt.IsZero() {
 		e.ExpiresAt = e.ExpiresAt.UTC()
 	}
+	// The index keys times as unix nanoseconds: years 1678 to 2262.
+	if !fitsNanos(e.At) || !fitsNanos(e.At.Add(ttl)) || (!e.ExpiresAt.IsZero() && !fitsNanos(e.ExpiresAt)) {
+		return e, invalid("time out of range (years 1678 to 2262): %s", e.At.Format(time.RFC3339))
+	}
 	switch e.Type {
 	case EventGrant:
 		if e.Source == "" {
@@ -215,3 +219,5 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 	}
 	return e, nil
 }
+
+func fitsNanos(t time.Time) bool { return time.Unix(0, t.UnixNano()).Equal(t) }

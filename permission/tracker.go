@@ -411,11 +411,16 @@ type pending struct {
 func (t *Tracker) commit(ctx context.Context, batch []*request) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.WriteTimeout)
 	defer cancel()
+	size := 0
+	for _, r := range batch {
+		size += r.size()
+	}
 	var states map[store.Key]*pending
 	var order []*pending
 	err := t.store.Update(wctx, func(tx store.Tx) error {
-		states = make(map[store.Key]*pending)
+		states = make(map[store.Key]*pending, size)
 		order = order[:0]
+		slab := make([]pending, 0, size) // one allocation for the batch's pairs
 		get := func(k store.Key) (*pending, error) {
 			if p := states[k]; p != nil {
 				return p, nil
@@ -424,7 +429,8 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return nil, err
 			}
-			p := &pending{key: k, state: s}
+			slab = append(slab, pending{key: k, state: s})
+			p := &slab[len(slab)-1]
 			states[k] = p
 			order = append(order, p)
 			return p, nil

@@ -165,6 +165,8 @@ func TestInvalidEventsStoreNothing(t *testing.T) {
 		{Type: EventRevoke, Channel: ch, Contact: "u", At: t0, Reason: "bored"},
 		{Type: EventInboundCall, Channel: ch, Contact: "u", At: t0},
 		{Type: 99, Channel: ch, Contact: "u", At: t0},
+		{Type: EventGrant, Channel: ch, Contact: "u", At: time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Type: EventGrant, Channel: ch, Contact: "u", At: t0, ExpiresAt: time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}
 	for _, e := range bad {
 		// A valid event in the same call is not recorded either.

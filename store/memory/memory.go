@@ -76,7 +76,7 @@ func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
 	}
 	st, ok := t.s.pairs[k]
 	if !ok {
-		return store.State{}, fmt.Errorf("memory: %s/%s: %w", k.Channel, k.Contact, store.ErrNotFound)
+		return store.State{}, store.ErrNotFound // hot path: new pairs are common
 	}
 	return cloneState(st), nil
 }
@@ -109,7 +109,7 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if s.closed {
 		return store.ErrClosed
 	}
-	t := &tx{s: s, puts: make(map[store.Key]store.State)}
+	t := &tx{s: s, puts: make(map[store.Key]store.State, 16)}
 	if err := fn(t); err != nil {
 		return err
 	}

@@ -1,0 +1,242 @@
+package webhook_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/callready/callready/permission"
+	"github.com/callready/callready/webhook"
+)
+
+// The shared fixtures live beside the repository (../shared); the package
+// keeps copies so its tests and fuzz seeds stand alone.
+const sharedFixtures = "../../shared/fixtures/webhooks"
+
+func TestFixtureCopiesMatchShared(t *testing.T) {
+	shared, err := filepath.Glob(filepath.Join(sharedFixtures, "*.json"))
+	if err != nil || len(shared) == 0 {
+		t.Skipf("no shared fixtures at %s", sharedFixtures)
+	}
+	var names []string
+	for _, p := range shared {
+		names = append(names, filepath.Base(p))
+		want, err := os.ReadFile(p)
+		require.NoError(t, err)
+		got, err := os.ReadFile(filepath.Join(fixtures, filepath.Base(p)))
+		require.NoError(t, err, "copy missing: cp %s %s/", p, fixtures)
+		assert.Equal(t, string(want), string(got), "%s differs from the shared fixture", filepath.Base(p))
+	}
+	assert.ElementsMatch(t, names, fixtureNames(t), "testdata/fixtures holds files the shared folder does not")
+}
+
+const (
+	sheena = "16505551234"
+	ravi   = "919812345678"
+	ana    = "5511987654321"
+	tomas  = "34612345678"
+	liWei  = "8613800138000"
+	amina  = "2348031234567"
+	week   = 7 * 24 * 3600
+)
+
+// TestFixtures sends each fixture alone through the handler into a fresh
+// tracker and checks the callable list and the explanations.
+func TestFixtures(t *testing.T) {
+	tests := []struct {
+		file     string
+		main     []listed // the callable list of chanMain
+		alt      []listed // of chanAlt
+		statuses map[string]permission.Status
+		messages int
+		calls    int
+	}{
+		{
+			file:     "permission-accept-temporary.json",
+			main:     []listed{{sheena, permission.Temporary, permission.SourceRequest, unix(1767168000), unix(1767772800)}},
+			statuses: map[string]permission.Status{sheena: permission.StatusTemporary},
+		},
+		{
+			file:     "permission-accept-permanent.json",
+			main:     []listed{{ravi, permission.Permanent, permission.SourceRequest, unix(1767171600), time.Time{}}},
+			statuses: map[string]permission.Status{ravi: permission.StatusPermanent},
+		},
+		{
+			file:     "permission-profile-permanent.json",
+			main:     []listed{{ana, permission.Permanent, permission.SourceProfile, unix(1767175200), time.Time{}}},
+			statuses: map[string]permission.Status{ana: permission.StatusPermanent},
+		},
+		{
+			file:     "permission-reject.json",
+			statuses: map[string]permission.Status{sheena: permission.StatusRejected},
+		},
+		{
+			file:     "permission-callback-automatic.json",
+			main:     []listed{{tomas, permission.Temporary, permission.SourceCallback, unix(1767180000), unix(1767784800)}},
+			statuses: map[string]permission.Status{tomas: permission.StatusTemporary},
+		},
+		{
+			file:     "permission-auto-revoke.json",
+			statuses: map[string]permission.Status{ravi: permission.StatusRevokedAutomatic},
+		},
+		{
+			file:     "call-inbound-connect.json",
+			main:     []listed{{tomas, permission.Temporary, permission.SourceInboundCall, unix(1767179940), unix(1767179940 + week)}},
+			statuses: map[string]permission.Status{tomas: permission.StatusTemporary},
+			calls:    1,
+		},
+		{
+			file:     "call-inbound-missed.json",
+			main:     []listed{{tomas, permission.Temporary, permission.SourceInboundCall, unix(1767180000), unix(1767180000 + week)}},
+			statuses: map[string]permission.Status{tomas: permission.StatusTemporary},
+			calls:    1,
+		},
+		{
+			file:     "call-inbound-completed.json",
+			main:     []listed{{liWei, permission.Temporary, permission.SourceInboundCall, unix(1767190120), unix(1767190120 + week)}},
+			statuses: map[string]permission.Status{liWei: permission.StatusTemporary},
+			calls:    1,
+		},
+		{
+			file:     "call-business-status-rejected.json",
+			statuses: map[string]permission.Status{ravi: permission.StatusNeverGranted},
+			calls:    1,
+		},
+		{
+			file:     "batch-two-channels.json",
+			main:     []listed{{amina, permission.Temporary, permission.SourceRequest, unix(1767210000), unix(1767814800)}},
+			statuses: map[string]permission.Status{amina: permission.StatusTemporary},
+			messages: 2,
+		},
+		{
+			file:     "message-text.json",
+			statuses: map[string]permission.Status{sheena: permission.StatusNeverGranted},
+			messages: 1,
+		},
+	}
+	covered := map[string]bool{}
+	for _, tt := range tests {
+		covered[tt.file] = true
+		t.Run(tt.file, func(t *testing.T) {
+			tr := newTracker(t)
+			var mu sync.Mutex
+			var msgs []webhook.Message
+			var calls []webhook.Call
+			h := newHandler(t, webhook.Config{
+				Recorder: tr,
+				OnMessage: func(_ context.Context, m webhook.Message) error {
+					mu.Lock()
+					defer mu.Unlock()
+					msgs = append(msgs, m)
+					return nil
+				},
+				OnCall: func(_ context.Context, c webhook.Call) error {
+					mu.Lock()
+					defer mu.Unlock()
+					calls = append(calls, c)
+					return nil
+				},
+			})
+			require.Equal(t, http.StatusOK, post(t, h, readFixture(t, tt.file)))
+
+			assert.Equal(t, orEmpty(tt.main), list(t, tr, chanMain), "callable list of %s", chanMain)
+			assert.Equal(t, orEmpty(tt.alt), list(t, tr, chanAlt), "callable list of %s", chanAlt)
+			for contact, st := range tt.statuses {
+				x := explain(t, tr, chanMain, contact)
+				assert.Equal(t, st, x.Status, "Explain(%s): %s", contact, x.Reason)
+			}
+			assert.Len(t, msgs, tt.messages)
+			assert.Len(t, calls, tt.calls)
+			st := h.Stats()
+			assert.EqualValues(t, 1, st.Received)
+			assert.EqualValues(t, 1, st.Accepted)
+		})
+	}
+	for _, name := range fixtureNames(t) {
+		assert.True(t, covered[name], "fixture %s has no expectations in TestFixtures", name)
+	}
+}
+
+// orEmpty turns nil into the empty list that list returns.
+func orEmpty(l []listed) []listed {
+	if l == nil {
+		return []listed{}
+	}
+	return l
+}
+
+// The state after every fixture, whatever the order.
+var (
+	wantAllMain = []listed{
+		// The automatic reply and the missed call grant the same window; the
+		// reply's source wins the tie.
+		{tomas, permission.Temporary, permission.SourceCallback, unix(1767180000), unix(1767784800)},
+		{liWei, permission.Temporary, permission.SourceInboundCall, unix(1767190120), unix(1767190120 + week)},
+		{amina, permission.Temporary, permission.SourceRequest, unix(1767210000), unix(1767814800)},
+		{ana, permission.Permanent, permission.SourceProfile, unix(1767175200), time.Time{}},
+	}
+	wantAllStatuses = map[string]permission.Status{
+		sheena: permission.StatusRejected,         // accepted, then rejected a day later
+		ravi:   permission.StatusRevokedAutomatic, // permanent, then revoked by Meta
+		ana:    permission.StatusPermanent,
+		tomas:  permission.StatusTemporary,
+		liWei:  permission.StatusTemporary,
+		amina:  permission.StatusTemporary,
+	}
+)
+
+// TestFixturesConverge delivers every fixture in several orders, with
+// duplicates, and expects the same list and explanations every time.
+func TestFixturesConverge(t *testing.T) {
+	names := fixtureNames(t)
+	reversed := make([]string, len(names))
+	for i, n := range names {
+		reversed[len(names)-1-i] = n
+	}
+	orders := map[string][]string{
+		"sorted":   names,
+		"reversed": reversed,
+		"twice":    append(append([]string(nil), reversed...), names...),
+	}
+	for seed := uint64(1); seed <= 5; seed++ {
+		r := rand.New(rand.NewPCG(seed, 0))
+		o := append(append([]string(nil), names...), names[r.IntN(len(names))], names[r.IntN(len(names))])
+		r.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
+		orders[fmt.Sprintf("shuffled-%d", seed)] = o
+	}
+
+	var first map[string]permission.Explanation
+	for name, order := range orders {
+		t.Run(name, func(t *testing.T) {
+			tr := newTracker(t)
+			h := newHandler(t, webhook.Config{Recorder: tr})
+			for _, f := range order {
+				require.Equal(t, http.StatusOK, post(t, h, readFixture(t, f)), f)
+			}
+			assert.Equal(t, wantAllMain, list(t, tr, chanMain))
+			assert.Equal(t, []listed{}, list(t, tr, chanAlt))
+			got := map[string]permission.Explanation{}
+			for contact, st := range wantAllStatuses {
+				x := explain(t, tr, chanMain, contact)
+				assert.Equal(t, st, x.Status, "Explain(%s): %s", contact, x.Reason)
+				got[contact] = x
+			}
+			// The rejected business call counts once for Ravi.
+			assert.Equal(t, 1, got[ravi].Limits.UnansweredStreak)
+			if first == nil {
+				first = got
+			} else {
+				assert.Equal(t, first, got, "explanations depend on delivery order")
+			}
+		})
+	}
+}
