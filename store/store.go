@@ -70,7 +70,7 @@ type Activity struct {
 // precision, in UTC).
 type State struct {
 	Temporary Grant
-	Permanent Grant
+	Permanent Grant // ExpiresAt always zero
 	Revoked   Revocation
 	// ExpiryNoted is the ExpiresAt of the temporary grant whose expiry has
 	// already been written to the change log, so expiry is recorded once.

@@ -8,8 +8,10 @@ package memory
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/callready/callready/store"
 )
@@ -29,7 +31,7 @@ type Config struct {
 // Store is an in-memory store.Store. The zero value is not usable; call New.
 type Store struct {
 	mu        sync.RWMutex
-	pairs     map[store.Key]store.State
+	pairs     map[store.Key]record
 	log       []store.Change // ring of the newest entries, oldest at head
 	head      int            // index of the oldest entry in log once full
 	retention int
@@ -49,7 +51,7 @@ func New(cfg Config) *Store {
 	if r <= 0 {
 		r = DefaultRetention
 	}
-	return &Store{pairs: make(map[store.Key]store.State), retention: r, wake: make(chan struct{})}
+	return &Store{pairs: make(map[store.Key]record), retention: r, wake: make(chan struct{})}
 }
 
 // Close makes every later call fail with store.ErrClosed and wakes waiters.
@@ -74,11 +76,11 @@ func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
 	if st, ok := t.puts[k]; ok {
 		return cloneState(st), nil
 	}
-	st, ok := t.s.pairs[k]
+	rec, ok := t.s.pairs[k]
 	if !ok {
 		return store.State{}, store.ErrNotFound // hot path: new pairs are common
 	}
-	return cloneState(st), nil
+	return rec.state(), nil
 }
 
 func (t *tx) Put(ctx context.Context, k store.Key, st store.State) error {
@@ -114,7 +116,7 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return err
 	}
 	for k, st := range t.puts {
-		s.pairs[k] = st
+		s.pairs[k] = compact(st)
 	}
 	for _, c := range t.changes {
 		s.appendLocked(c)
@@ -146,11 +148,11 @@ func (s *Store) Get(ctx context.Context, k store.Key) (store.State, error) {
 	if s.closed {
 		return store.State{}, store.ErrClosed
 	}
-	st, ok := s.pairs[k]
+	rec, ok := s.pairs[k]
 	if !ok {
 		return store.State{}, fmt.Errorf("memory: %s/%s: %w", k.Channel, k.Contact, store.ErrNotFound)
 	}
-	return cloneState(st), nil
+	return rec.state(), nil
 }
 
 // Load calls fn for every pair under a read lock, so fn must not call back
@@ -161,11 +163,11 @@ func (s *Store) Load(ctx context.Context, fn func(store.Key, store.State) error)
 	if s.closed {
 		return 0, store.ErrClosed
 	}
-	for k, st := range s.pairs {
+	for k, rec := range s.pairs {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		if err := fn(k, cloneState(st)); err != nil {
+		if err := fn(k, rec.state()); err != nil {
 			return 0, err
 		}
 	}
@@ -223,4 +225,52 @@ func (s *Store) Wait(ctx context.Context, after int64) error {
 func cloneState(st store.State) store.State {
 	st.Activity = slices.Clone(st.Activity)
 	return st
+}
+
+// record is a State packed for memory: times as unix nanoseconds (no
+// *time.Location pointers for the GC to scan) and the activity slice only
+// when there is activity. It keeps a pair in about half the bytes of a
+// store.State.
+type record struct {
+	tAt, tExp, pAt, rAt, noted, rev int64
+	tSrc, tID, pSrc, pID, rReason, rID string
+	act                                []store.Activity
+}
+
+// zeroTime marks the zero time.Time, which has no unix nanosecond value.
+const zeroTime = math.MinInt64
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return zeroTime
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == zeroTime {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func compact(s store.State) record {
+	return record{
+		tAt: nanos(s.Temporary.At), tExp: nanos(s.Temporary.ExpiresAt), pAt: nanos(s.Permanent.At), rAt: nanos(s.Revoked.At),
+		noted: nanos(s.ExpiryNoted), rev: s.Revision,
+		tSrc: s.Temporary.Source, tID: s.Temporary.EventID, pSrc: s.Permanent.Source, pID: s.Permanent.EventID,
+		rReason: s.Revoked.Reason, rID: s.Revoked.EventID,
+		act: slices.Clip(s.Activity),
+	}
+}
+
+func (r record) state() store.State {
+	return store.State{
+		Temporary:   store.Grant{At: fromNanos(r.tAt), ExpiresAt: fromNanos(r.tExp), Source: r.tSrc, EventID: r.tID},
+		Permanent:   store.Grant{At: fromNanos(r.pAt), Source: r.pSrc, EventID: r.pID},
+		Revoked:     store.Revocation{At: fromNanos(r.rAt), Reason: r.rReason, EventID: r.rID},
+		ExpiryNoted: fromNanos(r.noted),
+		Activity:    slices.Clone(r.act),
+		Revision:    r.rev,
+	}
 }
