@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -175,4 +176,42 @@ func decodeCursor(s string, o Order) (item, error) {
 		k2: int64(binary.BigEndian.Uint64(b[9:17])),
 		s:  &slot{contact: string(b[17:])},
 	}, nil
+}
+
+// Count returns how many contacts of channel are callable at now (the
+// tracker's clock when zero). It costs O(log n) plus the expired entries
+// the sweep has not removed yet.
+func (t *Tracker) Count(channel string, now time.Time) int {
+	if now.IsZero() {
+		now = t.clock.Now()
+	}
+	n := now.UnixNano()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	c := t.idx.channel(channel, false)
+	if c == nil {
+		return 0
+	}
+	stale := 0
+	c.byExpiry.Ascend(func(it item) bool {
+		if it.s.expires > n {
+			return false
+		}
+		stale++
+		return true
+	})
+	return len(c.slots) - stale
+}
+
+// Channels returns the channels that have at least one entry in the index
+// (callable, or expired and not yet swept), sorted.
+func (t *Tracker) Channels() []string {
+	t.mu.RLock()
+	out := make([]string, 0, len(t.idx.channels))
+	for name := range t.idx.channels {
+		out = append(out, name)
+	}
+	t.mu.RUnlock()
+	slices.Sort(out)
+	return out
 }

@@ -221,6 +221,10 @@ func TestEligibleOrdersAndPages(t *testing.T) {
 	_, err = f.tr.Eligible(f.ctx, ch, Query{Cursor: "!!"})
 	require.ErrorIs(t, err, ErrBadCursor)
 
+	assert.Equal(t, 12, f.tr.Count(ch, now))
+	assert.Equal(t, 2, f.tr.Count(ch, t0.Add(200*time.Hour)), "expired, not yet swept: not counted")
+	assert.Equal(t, []string{ch}, f.tr.Channels())
+
 	// Unknown channel: empty, not an error.
 	p, err = f.tr.Eligible(f.ctx, "nope", Query{})
 	require.NoError(t, err)

@@ -332,3 +332,35 @@ func TestLogsCarryNoPersonalData(t *testing.T) {
 		assert.NotContains(t, out, personal)
 	}
 }
+
+func TestOnBatchRunsBeforeRecording(t *testing.T) {
+	rec := &spy{}
+	var got webhook.Batch
+	fail := true
+	h := newHandler(t, webhook.Config{
+		Recorder: rec,
+		OnBatch: func(ctx context.Context, b webhook.Batch) error {
+			if calls, _ := rec.seen(); calls != 0 {
+				return errors.New("OnBatch ran after recording")
+			}
+			if fail {
+				return errors.New("crm down")
+			}
+			got = b
+			return nil
+		},
+	})
+	body := readFixture(t, "batch-two-channels.json")
+	assert.Equal(t, http.StatusServiceUnavailable, post(t, h, body))
+	calls, _ := rec.seen()
+	assert.Zero(t, calls, "a failed OnBatch records nothing")
+	fail = false
+	rec2 := &spy{}
+	h = newHandler(t, webhook.Config{Recorder: rec2, OnBatch: func(ctx context.Context, b webhook.Batch) error { got = b; return nil }})
+	assert.Equal(t, http.StatusOK, post(t, h, body))
+	assert.Equal(t, []webhook.Channel{{ID: chanMain, DisplayPhoneNumber: "15550783881"}, {ID: chanAlt, DisplayPhoneNumber: "15550783999"}}, got.Channels)
+	assert.Equal(t, []webhook.ChannelContact{
+		{Channel: chanMain, Contact: webhook.Contact{WaID: amina, Name: "Amina Yusuf"}},
+		{Channel: chanAlt, Contact: webhook.Contact{WaID: amina, Name: "Amina Yusuf"}},
+	}, got.Contacts)
+}

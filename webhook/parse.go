@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,25 @@ type Batch struct {
 	// Statuses are the statuses[] items about outgoing messages (sent,
 	// delivered, read, failed).
 	Statuses []MessageStatus
+	// Channels are the business numbers the body speaks for, once each, in
+	// body order.
+	Channels []Channel
+	// Contacts are the value.contacts[] entries (names and identities), one
+	// per channel and user, in body order.
+	Contacts []ChannelContact
+}
+
+// Channel is a business phone number as Meta's metadata names it.
+type Channel struct {
+	ID                 string // phone_number_id: the channel of every event
+	DisplayPhoneNumber string // e.g. "15550783881"
+}
+
+// ChannelContact is a user seen on a channel, with the profile name Meta
+// sent for them.
+type ChannelContact struct {
+	Channel string
+	Contact Contact
 }
 
 // Contact is a WhatsApp user as Meta reported them.
@@ -291,6 +311,15 @@ func (b *Batch) addValue(raw json.RawMessage) error {
 		return malformed("value: %v", err)
 	}
 	p := parser{b: b, v: &v, channel: v.Metadata.PhoneNumberID}
+	if id := v.Metadata.PhoneNumberID; id != "" && !slices.ContainsFunc(b.Channels, func(c Channel) bool { return c.ID == id }) {
+		b.Channels = append(b.Channels, Channel{ID: id, DisplayPhoneNumber: v.Metadata.DisplayPhoneNumber})
+	}
+	for _, x := range v.Contacts {
+		c := ChannelContact{Channel: v.Metadata.PhoneNumberID, Contact: Contact{WaID: x.WaID, UserID: x.UserID, Name: x.Profile.Name}}
+		if c.Contact.Key() != "" && c.Channel != "" && !slices.Contains(b.Contacts, c) {
+			b.Contacts = append(b.Contacts, c)
+		}
+	}
 	for i, m := range v.Messages {
 		if err := p.message(m); err != nil {
 			return fmt.Errorf("messages[%d]: %w", i, err)

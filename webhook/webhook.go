@@ -37,6 +37,12 @@ type Config struct {
 	// Recorder receives the tracker events of each body, all in one call.
 	// Required: usually the *permission.Tracker.
 	Recorder Recorder
+	// OnBatch, when set, receives every verified and parsed body before its
+	// events are recorded: the place to store what a host needs to show
+	// the coming changes (channel numbers, contact names) so subscribers
+	// never see a change before its context. An error makes the handler
+	// answer 503 and record nothing.
+	OnBatch func(context.Context, Batch) error
 	// OnMessage, when set, receives every incoming message that is not a
 	// permission reply (text and all other types), after the body's events
 	// are recorded. An error makes the handler answer 503, so Meta
@@ -72,7 +78,7 @@ const (
 	ReasonBadJSON          Reason = "bad_json"          // 400: see ErrMalformed
 	ReasonInvalidEvent     Reason = "invalid_event"     // 400: the Recorder refused an event
 	ReasonStoreError       Reason = "store_error"       // 503: the Recorder failed
-	ReasonCallbackError    Reason = "callback_error"    // 503: OnMessage, OnCall or OnStatus failed
+	ReasonCallbackError    Reason = "callback_error"    // 503: OnBatch, OnMessage, OnCall or OnStatus failed
 	ReasonMethod           Reason = "method"            // 405
 	ReasonReadError        Reason = "read_error"        // 400: the body could not be read
 )
@@ -195,6 +201,12 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.reject(ctx, w, http.StatusBadRequest, ReasonBadJSON, err)
 		return
+	}
+	if f := h.cfg.OnBatch; f != nil {
+		if err := f(ctx, batch); err != nil {
+			h.reject(ctx, w, http.StatusServiceUnavailable, ReasonCallbackError, fmt.Errorf("OnBatch: %w", err))
+			return
+		}
 	}
 	if len(batch.Events) > 0 {
 		changes, err := h.cfg.Recorder.Record(ctx, batch.Events...)
