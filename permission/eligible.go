@@ -179,28 +179,34 @@ func decodeCursor(s string, o Order) (item, error) {
 }
 
 // Count returns how many contacts of channel are callable at now (the
-// tracker's clock when zero). It costs O(log n) plus the expired entries
-// the sweep has not removed yet.
-func (t *Tracker) Count(channel string, now time.Time) int {
+// tracker's clock when zero) and, when within is positive, how many of
+// those are temporary entries expiring within that duration of now. It
+// costs O(log n) plus the entries counted for soon and the expired ones the
+// sweep has not removed yet.
+func (t *Tracker) Count(channel string, now time.Time, within time.Duration) (callable, soon int) {
 	if now.IsZero() {
 		now = t.clock.Now()
 	}
-	n := now.UnixNano()
+	n, horizon := now.UnixNano(), now.Add(within).UnixNano()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	c := t.idx.channel(channel, false)
 	if c == nil {
-		return 0
+		return 0, 0
 	}
 	stale := 0
 	c.byExpiry.Ascend(func(it item) bool {
-		if it.s.expires > n {
+		switch {
+		case it.s.expires <= n:
+			stale++
+		case within > 0 && it.s.expires <= horizon:
+			soon++
+		default:
 			return false
 		}
-		stale++
 		return true
 	})
-	return len(c.slots) - stale
+	return len(c.slots) - stale, soon
 }
 
 // Channels returns the channels that have at least one entry in the index

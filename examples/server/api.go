@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/callready/callready/permission"
+)
+
+//go:embed web
+var webFiles embed.FS
+
+func (s *server) routes() {
+	mux := http.NewServeMux()
+	web, err := fs.Sub(webFiles, "web")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	mux.Handle("GET /", pageHeaders(http.FileServerFS(web)))
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /webhook", s.webhook)
+	mux.Handle("POST /webhook", s.webhook)
+	mux.Handle("GET /metrics", s.metrics.handler())
+
+	api := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.auth(h, false)) }
+	api("GET /api/channels", s.listChannels)
+	api("GET /api/channels/{channel}/callable", s.listCallable)
+	api("GET /api/channels/{channel}/contacts/{contact}", s.explainContact)
+	api("GET /api/channels/{channel}/contacts/{contact}/messages", s.contactMessages)
+	mux.Handle("GET /api/channels/{channel}/events", s.auth(s.events, true))
+	// Anything else under /api answers in JSON too, after the token check,
+	// so probing without a token learns nothing about the routes.
+	api("GET /api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint")
+	})
+	s.mux = mux
+}
+
+// pageHeaders keeps the page fresh after an upgrade and confines it to its
+// own origin.
+func pageHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// auth requires the API token as a bearer token. EventSource cannot set
+// headers, so streams (queryToken) may pass it as ?token= instead.
+func (s *server) auth(h http.HandlerFunc, queryToken bool) http.Handler {
+	want := sha256.Sum256([]byte(s.opts.APIToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok && queryToken {
+			token, ok = r.URL.Query().Get("token"), r.URL.Query().Has("token")
+		}
+		// Hashing first makes the comparison constant-time whatever the
+		// length of the token offered.
+		got := sha256.Sum256([]byte(token))
+		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="callready"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong API token")
+			return
+		}
+		h(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// storeFailed answers a failure of the database: logged in full, reported
+// without internals.
+func (s *server) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client went away
+	}
+	s.log.Error("store failure", "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusServiceUnavailable, "storage unavailable, try again")
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	err := s.inbox.ping(ctx)
+	if err == nil {
+		// Explain reads the permission store: proves it answers too.
+		_, err = s.tracker.Explain(ctx, "healthz", "healthz", time.Time{})
+	}
+	if err != nil {
+		s.log.Error("health check failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "storage unavailable")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// contactJSON is one callable contact as the API and the event stream
+// show it.
+type contactJSON struct {
+	Contact          string     `json:"contact"`
+	Name             string     `json:"name"`
+	Kind             string     `json:"kind"`
+	Source           string     `json:"source"`
+	GrantedAt        time.Time  `json:"granted_at"`
+	ExpiresAt        *time.Time `json:"expires_at"`
+	CallsLeft        int        `json:"calls_left"`
+	UnansweredStreak int        `json:"unanswered_streak"`
+	Warning          string     `json:"warning,omitempty"`
+}
+
+func toContactJSON(e permission.Entry, name string) contactJSON {
+	c := contactJSON{
+		Contact: e.Contact, Name: name, Kind: string(e.Kind), Source: string(e.Source),
+		GrantedAt: e.GrantedAt.UTC(), ExpiresAt: timeOrNil(e.ExpiresAt),
+		CallsLeft: e.CallsLeft, UnansweredStreak: e.UnansweredStreak,
+		Warning: streakWarning(e.UnansweredStreak),
+	}
+	return c
+}
+
+// streakWarning words the unanswered streak the way Meta applies it.
+func streakWarning(streak int) string {
+	switch left := limits.UnansweredRevoke - streak; {
+	case streak < limits.UnansweredWarning:
+		return ""
+	case left <= 0:
+		return strconv.Itoa(streak) + " unanswered calls in a row: Meta revokes permission"
+	case left == 1:
+		return strconv.Itoa(streak) + " unanswered in a row: one more revokes permission"
+	default:
+		return strconv.Itoa(streak) + " unanswered in a row: " + strconv.Itoa(left) + " more revoke permission"
+	}
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+type channelJSON struct {
+	Channel     string `json:"channel"`
+	Display     string `json:"display_phone_number"`
+	Callable    int    `json:"callable"`
+	Expiring24h int    `json:"expiring_24h"`
+}
+
+func (s *server) listChannels(w http.ResponseWriter, r *http.Request) {
+	out := []channelJSON{}
+	now := s.clock.Now()
+	for _, c := range s.inbox.channelList() {
+		n, soon := s.tracker.Count(c.Channel, now, 24*time.Hour)
+		out = append(out, channelJSON{Channel: c.Channel, Display: c.Display, Callable: n, Expiring24h: soon})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channels": out})
+}
+
+// channelOr404 checks the {channel} of a request against the channels the
+// server has heard of.
+func (s *server) channelOr404(w http.ResponseWriter, r *http.Request) (string, bool) {
+	ch := r.PathValue("channel")
+	if !s.inbox.knownChannel(ch) {
+		writeError(w, http.StatusNotFound, "unknown channel "+strconv.Quote(ch))
+		return "", false
+	}
+	return ch, true
+}
+
+func (s *server) listCallable(w http.ResponseWriter, r *http.Request) {
+	ch, ok := s.channelOr404(w, r)
+	if !ok {
+		return
+	}
+	v := r.URL.Query()
+	q := permission.Query{Cursor: v.Get("cursor"), Now: s.clock.Now()}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > permission.MaxPageSize {
+			writeError(w, http.StatusBadRequest, "limit: want an integer from 1 to "+strconv.Itoa(permission.MaxPageSize))
+			return
+		}
+		q.Limit = n
+	}
+	switch o := v.Get("order"); o {
+	case "", "expiring":
+		q.Order = permission.OrderExpiring
+	case "recent":
+		q.Order = permission.OrderRecent
+	default:
+		writeError(w, http.StatusBadRequest, "order: want expiring or recent")
+		return
+	}
+	if ew := v.Get("expiring_within"); ew != "" {
+		d, err := time.ParseDuration(ew)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, "expiring_within: want a positive duration such as 24h")
+			return
+		}
+		q.ExpiringWithin = d
+	}
+	page, err := s.tracker.Eligible(r.Context(), ch, q)
+	if errors.Is(err, permission.ErrBadCursor) {
+		writeError(w, http.StatusBadRequest, "cursor: not from this listing (same order and filter), or corrupted")
+		return
+	}
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	contacts := make([]string, len(page.Entries))
+	for i, e := range page.Entries {
+		contacts[i] = e.Contact
+	}
+	names, err := s.inbox.names(r.Context(), ch, contacts)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	out := make([]contactJSON, len(page.Entries))
+	for i, e := range page.Entries {
+		out[i] = toContactJSON(e, names[e.Contact])
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"channel":     ch,
+		"revision":    page.Revision,
+		"now":         q.Now.UTC(), // lets the page align its countdowns with the server's clock
+		"contacts":    out,
+		"next_cursor": page.NextCursor,
+	})
+}
+
+type evidenceJSON struct {
+	What      string     `json:"what"`
+	At        time.Time  `json:"at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Source    string     `json:"source,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+	EventID   string     `json:"event_id,omitempty"`
+}
+
+type explanationJSON struct {
+	Channel           string         `json:"channel"`
+	Contact           string         `json:"contact"`
+	Name              string         `json:"name"`
+	Now               time.Time      `json:"now"`
+	Callable          bool           `json:"callable"`
+	Status            string         `json:"status"`
+	Reason            string         `json:"reason"`
+	Since             *time.Time     `json:"since"`
+	Kind              *string        `json:"kind"`
+	Source            *string        `json:"source"`
+	GrantedAt         *time.Time     `json:"granted_at"`
+	ExpiresAt         *time.Time     `json:"expires_at"`
+	CanCall           bool           `json:"can_call"`
+	CallReason        string         `json:"call_reason"`
+	CallsLeft         int            `json:"calls_left"`
+	CallsFreeAt       *time.Time     `json:"calls_free_at"`
+	UnansweredStreak  int            `json:"unanswered_streak"`
+	CallsBeforeRevoke int            `json:"calls_before_revoke"`
+	Warning           string         `json:"warning,omitempty"`
+	CanRequest        bool           `json:"can_request"`
+	RequestReason     string         `json:"request_reason"`
+	RequestsLeft      int            `json:"requests_left"`
+	NextRequestAt     *time.Time     `json:"next_request_at"`
+	History           []evidenceJSON `json:"history"`
+}
+
+func (s *server) explainContact(w http.ResponseWriter, r *http.Request) {
+	ch, ok := s.channelOr404(w, r)
+	if !ok {
+		return
+	}
+	contact := r.PathValue("contact")
+	ctx := r.Context()
+	now := s.clock.Now()
+	name, known, err := s.inbox.contact(ctx, ch, contact)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	x, err := s.tracker.Explain(ctx, ch, contact, now)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if !known && x.Status == permission.StatusNeverGranted && len(x.Evidence) == 0 {
+		writeError(w, http.StatusNotFound, "unknown contact "+strconv.Quote(contact))
+		return
+	}
+	call, err := s.tracker.CanCall(ctx, ch, contact, now)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	req, err := s.tracker.CanRequest(ctx, ch, contact, now)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	out := explanationJSON{
+		Channel: ch, Contact: contact, Name: name, Now: now.UTC(),
+		Callable: x.Callable, Status: string(x.Status), Reason: x.Reason, Since: timeOrNil(x.Since),
+		CanCall: call.Allowed, CallReason: string(call.Reason),
+		CallsLeft: x.Limits.CallsLeft, CallsFreeAt: timeOrNil(x.Limits.CallsFreeAt),
+		UnansweredStreak: x.Limits.UnansweredStreak, CallsBeforeRevoke: x.Limits.CallsBeforeRevoke,
+		Warning:    x.Limits.Warning,
+		CanRequest: req.Allowed, RequestReason: string(req.Reason), RequestsLeft: x.Limits.RequestsLeft,
+		NextRequestAt: timeOrNil(x.Limits.NextRequestAt),
+		History:       []evidenceJSON{},
+	}
+	if x.Callable {
+		kind, source := string(x.Entry.Kind), string(x.Entry.Source)
+		out.Kind, out.Source = &kind, &source
+		out.GrantedAt, out.ExpiresAt = timeOrNil(x.Entry.GrantedAt), timeOrNil(x.Entry.ExpiresAt)
+	}
+	for _, ev := range x.Evidence {
+		out.History = append(out.History, evidenceJSON{
+			What: ev.What, At: ev.At.UTC(), ExpiresAt: timeOrNil(ev.ExpiresAt),
+			Source: string(ev.Source), Reason: string(ev.Reason), EventID: ev.EventID,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) contactMessages(w http.ResponseWriter, r *http.Request) {
+	ch, ok := s.channelOr404(w, r)
+	if !ok {
+		return
+	}
+	contact := r.PathValue("contact")
+	name, known, err := s.inbox.contact(r.Context(), ch, contact)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	if !known {
+		writeError(w, http.StatusNotFound, "unknown contact "+strconv.Quote(contact))
+		return
+	}
+	msgs, err := s.inbox.messages(r.Context(), ch, contact)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"contact": contact, "name": name, "messages": msgs})
+}

@@ -1,0 +1,127 @@
+// Command server is callready's reference server: a small CRM backend
+// that receives Meta's WhatsApp webhooks and shows agents, per business
+// number, the contacts they may call right now (the "Request Accepted"
+// inbox), live in the browser. It uses only the library's public API.
+//
+//	go run ./examples/server          # SQLite file callready.db, token printed
+//	go run ./examples/server -demo    # plus simulated webhook traffic
+//
+// See README.md beside this file for the configuration and the HTTP API.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "callready: "+err.Error())
+		os.Exit(1)
+	}
+}
+
+// shutdownGrace bounds how long in-flight requests may take to finish.
+const shutdownGrace = 20 * time.Second
+
+// run serves until SIGINT or SIGTERM, then shuts down in order: stop
+// taking requests and let in-flight webhooks finish (so everything
+// acknowledged is recorded), then stop the tracker, then close the
+// database.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+
+	db, postgres, err := openDB(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	webhookLog := log
+	if cfg.Demo {
+		// One line per simulated delivery would bury everything else.
+		webhookLog = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	srv, err := newServer(ctx, serverOptions{
+		DB: db, Postgres: postgres, Logger: log, WebhookLogger: webhookLog,
+		AppSecret: cfg.AppSecret, VerifyToken: cfg.VerifyToken, APIToken: cfg.APIToken,
+	})
+	if err != nil {
+		return fmt.Errorf("cannot start on %s: %v", describeDB(cfg.DB), err)
+	}
+	defer srv.close()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %v", cfg.Addr, err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	hs.RegisterOnShutdown(srv.stop) // ends SSE streams so Shutdown can finish
+	srv.start()
+
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(stderr, "callready: serving %s on %s\n", describeDB(cfg.DB), base)
+	if cfg.GeneratedAPIToken {
+		fmt.Fprintf(stderr, "callready: API token (generated; set CALLREADY_API_TOKEN to keep one): %s\n", cfg.APIToken)
+	}
+	if cfg.GeneratedAppSecret {
+		fmt.Fprintf(stderr, "callready: CALLREADY_APP_SECRET unset: webhooks must be signed with this generated secret: %s\n", cfg.AppSecret)
+	}
+	if cfg.GeneratedVerifyToken {
+		fmt.Fprintf(stderr, "callready: CALLREADY_VERIFY_TOKEN unset: generated verify token: %s\n", cfg.VerifyToken)
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+
+	var demoWG sync.WaitGroup
+	demoCtx, stopDemo := context.WithCancel(ctx)
+	defer stopDemo()
+	if cfg.Demo {
+		fmt.Fprintf(stderr, "callready: demo mode: simulated WhatsApp traffic on two channels; open %s\n", base)
+		demoWG.Go(func() { runDemo(demoCtx, srv, base, cfg.AppSecret, log) })
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		stopDemo()
+		demoWG.Wait()
+		return fmt.Errorf("server stopped: %v", err)
+	}
+	stopDemo()
+	demoWG.Wait()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("shutdown: some requests did not finish in time", "err", err)
+	}
+	if err := srv.close(); err != nil {
+		return err
+	}
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("closing the database: %v", err)
+	}
+	log.Info("stopped")
+	return nil
+}

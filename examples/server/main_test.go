@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/callready/callready/webhook/webhooktest"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestConfig(t *testing.T) {
+	c, err := parseConfig(nil, envOf(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:8080", c.Addr)
+	assert.Equal(t, "callready.db", c.DB)
+	assert.False(t, c.Demo)
+	assert.True(t, c.GeneratedAPIToken)
+	assert.Len(t, c.APIToken, 32)
+	assert.True(t, c.GeneratedAppSecret)
+
+	c, err = parseConfig([]string{"-addr", ":9000", "-demo"}, envOf(map[string]string{
+		"CALLREADY_ADDR": "0.0.0.0:1", "CALLREADY_DB": "postgres://u:p@localhost/crm",
+		"CALLREADY_API_TOKEN": "0123456789abcdef", "CALLREADY_APP_SECRET": "s", "CALLREADY_VERIFY_TOKEN": "v",
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, ":9000", c.Addr, "flags win over the environment")
+	assert.Equal(t, "postgres://u:p@localhost/crm", c.DB)
+	assert.True(t, c.Demo)
+	assert.Equal(t, "0123456789abcdef", c.APIToken)
+	assert.False(t, c.GeneratedAPIToken || c.GeneratedAppSecret || c.GeneratedVerifyToken)
+	assert.Equal(t, "PostgreSQL database postgres://u:xxxxx@localhost/crm", describeDB(c.DB), "no password in messages")
+
+	for _, bad := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-addr", "8080"}, nil, "bad -addr"},
+		{nil, map[string]string{"CALLREADY_API_TOKEN": "short"}, "CALLREADY_API_TOKEN"},
+		{[]string{"-nope"}, nil, "bad flags"},
+		{[]string{"extra"}, nil, "unexpected argument"},
+		{[]string{"-db", ""}, nil, "bad -db"},
+	} {
+		_, err := parseConfig(bad.args, envOf(bad.env))
+		require.Error(t, err, bad.args)
+		assert.Contains(t, err.Error(), bad.want)
+		assert.NotContains(t, err.Error(), "\n", "one line")
+	}
+}
+
+func TestRunFailsFastOnBadDatabase(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-db", "postgres://nobody@127.0.0.1:1/none?connect_timeout=2"}, envOf(nil), &out)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "cannot open PostgreSQL database")
+	assert.NotContains(t, err.Error(), "\n")
+
+	err = run(context.Background(), []string{"-db", filepath.Join(t.TempDir(), "missing-dir", "x.db")}, envOf(nil), &out)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "SQLite database")
+}
+
+// syncBuffer is a bytes.Buffer safe to read while run writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRunAndShutdown runs the real main loop: it serves, a webhook is
+// acknowledged, a stream is open, and cancelling (what SIGTERM does)
+// shuts down in order without losing what was acknowledged.
+func TestRunAndShutdown(t *testing.T) {
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "callready.db")
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	env := envOf(map[string]string{"CALLREADY_API_TOKEN": testToken, "CALLREADY_APP_SECRET": testSecret})
+	go func() { done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-db", dbPath}, env, &out) }()
+
+	re := regexp.MustCompile(`on (http://127\.0\.0\.1:\d+)`)
+	var base string
+	require.Eventually(t, func() bool {
+		m := re.FindStringSubmatch(out.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	}, 10*time.Second, 10*time.Millisecond, "server did not start: %s", out.String())
+	assert.NotContains(t, out.String(), "API token (generated", "a configured token is not printed")
+
+	body := metaBody(chA, "Sheena Nelson", "16505551234", "messages", "messages", map[string]any{
+		"from": "16505551234", "id": "wamid.g", "timestamp": unixS(time.Now()), "type": "interactive",
+		"context": map[string]string{"id": "wamid.req"},
+		"interactive": map[string]any{"type": "call_permission_reply", "call_permission_reply": map[string]any{
+			"response": "accept", "is_permanent": true, "response_source": "user_action"}},
+	})
+	resp, err := webhooktest.Post(ctx, nil, base+"/webhook", testSecret, body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, base+"/api/channels/"+chA.id+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	stream, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer stream.Body.Close()
+	require.Equal(t, http.StatusOK, stream.StatusCode)
+
+	cancel() // SIGTERM
+	select {
+	case err := <-done:
+		require.NoError(t, err, out.String())
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return: an open stream blocks shutdown?")
+	}
+	_, err = io.ReadAll(stream.Body) // the stream was ended, not cut mid-event
+	require.NoError(t, err)
+	assert.Contains(t, out.String(), "stopped")
+
+	// What was acknowledged is there after a restart.
+	e := newTestEnvOn(t, dbPath)
+	var list callableResp
+	require.Equal(t, http.StatusOK, e.get("/api/channels/"+chA.id+"/callable", &list))
+	assert.Equal(t, []string{"16505551234"}, contactsOf(list))
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// inbox is the CRM side of the server: the channels it has heard of, the
+// contacts' names and the chat history, kept in the same database as the
+// permissions but in tables of its own. The permission library knows
+// nothing of it.
+type inbox struct {
+	db       *sql.DB
+	postgres bool
+
+	mu       sync.RWMutex
+	channels map[string]string // channel id → display phone number, mirrors server_channels
+}
+
+// chatMessage is one line of a contact's chat history.
+type chatMessage struct {
+	ID        string    `json:"id"`
+	Channel   string    `json:"-"`
+	Contact   string    `json:"-"`
+	Direction string    `json:"direction"` // "in" (from the user), "out" (from the business) or "event"
+	Type      string    `json:"type"`      // Meta's message type, or "call" / "permission" for events
+	Body      string    `json:"body"`
+	At        time.Time `json:"at"`
+}
+
+// channelInfo is one business number the server has heard of.
+type channelInfo struct {
+	Channel string
+	Display string
+}
+
+var inboxSchema = []string{
+	`CREATE TABLE IF NOT EXISTS server_channels (
+		channel TEXT PRIMARY KEY,
+		display_phone_number TEXT NOT NULL DEFAULT '',
+		seen_at BIGINT NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS server_contacts (
+		channel TEXT NOT NULL,
+		contact TEXT NOT NULL,
+		name TEXT NOT NULL DEFAULT '',
+		seen_at BIGINT NOT NULL,
+		PRIMARY KEY (channel, contact))`,
+	`CREATE TABLE IF NOT EXISTS server_messages (
+		channel TEXT NOT NULL,
+		id TEXT NOT NULL,
+		contact TEXT NOT NULL,
+		direction TEXT NOT NULL,
+		type TEXT NOT NULL,
+		body TEXT NOT NULL,
+		at_ms BIGINT NOT NULL,
+		PRIMARY KEY (channel, id))`,
+	`CREATE INDEX IF NOT EXISTS server_messages_by_contact ON server_messages (channel, contact, at_ms)`,
+}
+
+// openInbox creates the tables when missing and loads the channel list.
+func openInbox(ctx context.Context, db *sql.DB, postgres bool) (*inbox, error) {
+	in := &inbox{db: db, postgres: postgres, channels: make(map[string]string)}
+	for _, q := range inboxSchema {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("inbox schema: %w", err)
+		}
+	}
+	rows, err := db.QueryContext(ctx, `SELECT channel, display_phone_number FROM server_channels`)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: loading channels: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, display string
+		if err := rows.Scan(&id, &display); err != nil {
+			return nil, err
+		}
+		in.channels[id] = display
+	}
+	return in, rows.Err()
+}
+
+// q rewrites ? placeholders as $1, $2, … for PostgreSQL.
+func (in *inbox) q(query string) string {
+	if !in.postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// noteChannel records a channel (and its display number when known). It
+// writes only when something is new, since every webhook calls it.
+func (in *inbox) noteChannel(ctx context.Context, channel, display string, now time.Time) error {
+	in.mu.RLock()
+	old, known := in.channels[channel]
+	in.mu.RUnlock()
+	if known && (display == "" || display == old) {
+		return nil
+	}
+	_, err := in.db.ExecContext(ctx, in.q(`INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES (?, ?, ?)
+		ON CONFLICT (channel) DO UPDATE SET
+			display_phone_number = CASE WHEN excluded.display_phone_number <> '' THEN excluded.display_phone_number ELSE server_channels.display_phone_number END,
+			seen_at = excluded.seen_at`), channel, display, now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("inbox: saving channel: %w", err)
+	}
+	in.mu.Lock()
+	if display != "" || !known {
+		in.channels[channel] = display
+	}
+	in.mu.Unlock()
+	return nil
+}
+
+// noteContact records that a contact exists on a channel, with its profile
+// name when the webhook carried one (an empty name never erases a known one).
+func (in *inbox) noteContact(ctx context.Context, channel, contact, name string, now time.Time) error {
+	_, err := in.db.ExecContext(ctx, in.q(`INSERT INTO server_contacts (channel, contact, name, seen_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (channel, contact) DO UPDATE SET
+			name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE server_contacts.name END,
+			seen_at = excluded.seen_at`), channel, contact, name, now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("inbox: saving contact: %w", err)
+	}
+	return nil
+}
+
+// addMessage stores one chat line; a redelivered webhook adds nothing.
+func (in *inbox) addMessage(ctx context.Context, m chatMessage) error {
+	_, err := in.db.ExecContext(ctx, in.q(`INSERT INTO server_messages (channel, id, contact, direction, type, body, at_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, id) DO NOTHING`),
+		m.Channel, m.ID, m.Contact, m.Direction, m.Type, m.Body, m.At.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("inbox: saving message: %w", err)
+	}
+	return nil
+}
+
+// maxHistory bounds one chat history answer: the newest lines win.
+const maxHistory = 500
+
+// messages returns a contact's newest chat lines, oldest first.
+func (in *inbox) messages(ctx context.Context, channel, contact string) ([]chatMessage, error) {
+	rows, err := in.db.QueryContext(ctx, in.q(`SELECT id, direction, type, body, at_ms FROM server_messages
+		WHERE channel = ? AND contact = ? ORDER BY at_ms DESC, id DESC LIMIT ?`), channel, contact, maxHistory)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: reading messages: %w", err)
+	}
+	defer rows.Close()
+	out := []chatMessage{}
+	for rows.Next() {
+		m := chatMessage{Channel: channel, Contact: contact}
+		var ms int64
+		if err := rows.Scan(&m.ID, &m.Direction, &m.Type, &m.Body, &ms); err != nil {
+			return nil, err
+		}
+		m.At = time.UnixMilli(ms).UTC()
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// names returns the known names of some contacts of a channel.
+func (in *inbox) names(ctx context.Context, channel string, contacts []string) (map[string]string, error) {
+	out := make(map[string]string, len(contacts))
+	if len(contacts) == 0 {
+		return out, nil
+	}
+	args := make([]any, 0, len(contacts)+1)
+	args = append(args, channel)
+	for _, c := range contacts {
+		args = append(args, c)
+	}
+	query := `SELECT contact, name FROM server_contacts WHERE channel = ? AND contact IN (?` +
+		strings.Repeat(", ?", len(contacts)-1) + `)`
+	rows, err := in.db.QueryContext(ctx, in.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: reading names: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c, n string
+		if err := rows.Scan(&c, &n); err != nil {
+			return nil, err
+		}
+		out[c] = n
+	}
+	return out, rows.Err()
+}
+
+// contact reports whether the server has heard of a contact, and its name.
+func (in *inbox) contact(ctx context.Context, channel, contact string) (name string, known bool, err error) {
+	err = in.db.QueryRowContext(ctx, in.q(`SELECT name FROM server_contacts WHERE channel = ? AND contact = ?`),
+		channel, contact).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("inbox: reading contact: %w", err)
+	}
+	return name, true, nil
+}
+
+// channelList returns the known channels, sorted by id.
+func (in *inbox) channelList() []channelInfo {
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	out := make([]channelInfo, 0, len(in.channels))
+	for id, d := range in.channels {
+		out = append(out, channelInfo{Channel: id, Display: d})
+	}
+	slices.SortFunc(out, func(a, b channelInfo) int { return strings.Compare(a.Channel, b.Channel) })
+	return out
+}
+
+func (in *inbox) knownChannel(channel string) bool {
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	_, ok := in.channels[channel]
+	return ok
+}
+
+func (in *inbox) ping(ctx context.Context) error { return in.db.PingContext(ctx) }

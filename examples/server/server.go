@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/callready/callready/permission"
+	sqlstore "github.com/callready/callready/store/sql"
+)
+
+// serverOptions is what the server is built from. main fills it from the
+// configuration; tests pass a mock clock and a temporary database.
+type serverOptions struct {
+	DB          *sql.DB
+	Postgres    bool        // DB is PostgreSQL (else SQLite)
+	Clock       clock.Clock // default: the system clock
+	AppSecret   string
+	VerifyToken string
+	APIToken    string
+	Logger      *slog.Logger
+	// WebhookLogger receives the webhook handler's per-delivery records.
+	// Default Logger.
+	WebhookLogger *slog.Logger
+	// Heartbeat is the interval of SSE comments that keep idle streams
+	// (and proxies) alive. Default 15 s.
+	Heartbeat time.Duration
+}
+
+// limits are the call and unanswered-streak caps the tracker applies; the
+// API reuses them to word warnings.
+var limits = permission.LimitsConfig{UnansweredWarning: 2, UnansweredRevoke: 4}
+
+// server wires the tracker, the inbox and the webhook handler behind one
+// http.Handler.
+type server struct {
+	opts    serverOptions
+	clock   clock.Clock
+	log     *slog.Logger
+	store   *sqlstore.Store
+	tracker *permission.Tracker
+	inbox   *inbox
+	metrics *metrics
+	webhook http.Handler
+	mux     *http.ServeMux
+
+	stopping  chan struct{} // closed when the server shuts down: ends SSE streams
+	stopOnce  sync.Once
+	bgCancel  context.CancelFunc
+	bg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// newServer opens the stores and builds the handler. It starts no expiry
+// loop: call start (main does; tests drive expiry with Sweep).
+func newServer(ctx context.Context, o serverOptions) (*server, error) {
+	if o.DB == nil {
+		return nil, errors.New("server: no database")
+	}
+	if o.Clock == nil {
+		o.Clock = clock.New()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.WebhookLogger == nil {
+		o.WebhookLogger = o.Logger
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	s := &server{opts: o, clock: o.Clock, log: o.Logger, stopping: make(chan struct{})}
+
+	st, err := openStore(ctx, o.DB, o.Postgres)
+	if err != nil {
+		return nil, err
+	}
+	s.store = st
+	s.tracker, err = permission.New(ctx, permission.Config{
+		Store: st, Clock: o.Clock, Limits: limits, Logger: o.Logger,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	fail := func(err error) (*server, error) {
+		s.tracker.Close()
+		st.Close()
+		return nil, err
+	}
+	if s.inbox, err = openInbox(ctx, o.DB, o.Postgres); err != nil {
+		return fail(err)
+	}
+	s.metrics = newMetrics(s)
+	if s.webhook, err = newWebhookHandler(s); err != nil {
+		return fail(fmt.Errorf("webhook handler: %w", err))
+	}
+	s.routes()
+
+	bgctx, cancel := context.WithCancel(context.Background())
+	s.bgCancel = cancel
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.metrics.watch(bgctx)
+	}()
+	return s, nil
+}
+
+// start runs the tracker's expiry loop.
+func (s *server) start() { s.tracker.Start() }
+
+// ServeHTTP serves the page, the API, the webhook and the metrics.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// stop ends the SSE streams, which would otherwise keep
+// http.Server.Shutdown waiting: register it with RegisterOnShutdown.
+func (s *server) stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+// close stops the background work and the tracker. It does not close the
+// database, which the caller opened.
+func (s *server) close() error {
+	s.closeOnce.Do(func() {
+		s.stop()
+		s.bgCancel()
+		s.tracker.Close()
+		s.bg.Wait()
+		s.store.Close()
+	})
+	return nil
+}
