@@ -1,0 +1,104 @@
+// Package sqlstore is the durable store.Store adapter on database/sql, with
+// two dialects: SQLite (the embedded default) and PostgreSQL (for several
+// app instances on one database). It imports no driver: the host imports
+// the one it wants and passes its *sql.DB to Open.
+//
+//	db, err := sql.Open("sqlite", "file:callready.db?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)")
+//	...
+//	st, err := sqlstore.Open(ctx, db, sqlstore.Config{})
+//	tr, err := permission.New(ctx, permission.Config{Store: st})
+//
+// # Drivers and DSNs
+//
+// SQLite is tested with modernc.org/sqlite (pure Go, no cgo), driver name
+// "sqlite". The recommended DSN is
+//
+//	file:PATH?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)
+//
+// Its pragmas apply to every connection of the pool:
+//
+//   - busy_timeout: another process writing the file makes a writer wait
+//     up to 5 s instead of failing with SQLITE_BUSY at once. Writers of one
+//     Store never contend: they queue on a mutex.
+//   - journal_mode(WAL): readers (a tracker's rebuild, Changes) run while a
+//     writer commits. Open also switches the file to WAL, which persists.
+//   - synchronous(NORMAL): in WAL mode a commit survives a crash of the
+//     process; a power loss may lose the last commits (FULL, the default,
+//     syncs on every commit and survives that too, at a cost in throughput).
+//   - foreign_keys(1): harmless for these tables; keeps a CRM's own tables
+//     in the same file honest.
+//
+// _txlock=immediate is not needed: the adapter starts its write
+// transactions with BEGIN IMMEDIATE itself, on a dedicated connection, so a
+// transaction never fails to upgrade from reader to writer. Any pool size
+// works; SetMaxOpenConns(1) serializes reads behind writes but is correct.
+//
+// PostgreSQL is tested with github.com/jackc/pgx/v5/stdlib, driver name
+// "pgx", DSN postgres://user:pass@host:5432/db?sslmode=…; lib/pq works too.
+//
+// # Schema
+//
+// Table names carry Config.TablePrefix (default "callready_"), which may
+// name a schema ("crm.callready_"):
+//
+//	callready_migrations  version BIGINT PRIMARY KEY, name TEXT
+//	callready_meta        one row (id = 1): revision BIGINT, the last revision assigned
+//	callready_pairs       PRIMARY KEY (channel, contact); one column per store.State field:
+//	                      temporary_at, temporary_expires_at, temporary_source, temporary_event_id,
+//	                      permanent_at, permanent_expires_at, permanent_source, permanent_event_id,
+//	                      revoked_at, revoked_reason, revoked_event_id, expiry_noted,
+//	                      activity (JSON text: [{"kind","id","at"}]), revision
+//	callready_changes     revision PRIMARY KEY, type, channel, contact, at, kind, source,
+//	                      granted_at, expires_at
+//
+// Every time is a BIGINT of nanoseconds since the Unix epoch, in UTC, and
+// NULL for the zero time.Time; instants outside 1678–2262 are refused. Times
+// come from the caller only: no statement reads the database clock
+// (CURRENT_TIMESTAMP, now()).
+//
+// # Transactions and revisions
+//
+// Update is one database transaction: the pair states and the change-log
+// rows it writes commit together or not at all. Writes are buffered in the
+// transaction and sent as a few multi-row statements before COMMIT.
+//
+// Each transaction starts by locking the meta row (SELECT … FOR UPDATE on
+// PostgreSQL; BEGIN IMMEDIATE already holds SQLite's single write lock)
+// and reads the last revision; its appends take the next ones and it
+// stores the new maximum before committing. The next writer can only read
+// the counter once the previous one committed, so revisions are positive,
+// contiguous (a rollback gives its revisions back) and committed in
+// increasing order — even across processes on one PostgreSQL. A reader
+// following the log with "revision > last seen" therefore never skips a
+// row, which a sequence or BIGSERIAL would not guarantee: their values
+// commit out of order. A one-row counter was preferred to
+// pg_advisory_xact_lock because it needs no lock-key namespace shared with
+// the host, and it keeps the revision when the log is pruned. The cost is
+// that writers on one database run one at a time, which group commit in
+// permission.Tracker makes cheap.
+//
+// On PostgreSQL write transactions run at READ COMMITTED and Tx.Get reads
+// with SELECT … FOR UPDATE; a serialization failure (SQLSTATE 40001) or
+// deadlock (40P01), possible when the host adds its own writers, retries the
+// whole transaction (Config.MaxRetries). Load reads every pair and the
+// revision from one snapshot: a REPEATABLE READ, READ ONLY transaction on
+// PostgreSQL, a single read transaction on SQLite.
+//
+// The change log keeps the newest Config.Retention rows: the transaction
+// that appends past them deletes the oldest, and Changes before them
+// returns store.ErrCompacted.
+//
+// Store implements store.Notifier by polling the meta row every
+// Config.PollInterval, which also sees other processes' commits.
+//
+// # Migrations
+//
+// Open runs the migrations it has not yet applied, in one transaction,
+// serialized between instances that start together (an advisory
+// transaction lock on PostgreSQL, BEGIN IMMEDIATE on SQLite); it refuses a
+// schema newer than it knows. Hosts that run migrations with their own
+// tool get the statements from Migrations (or Migration.SQL) — each
+// migration ends by recording its version in the migrations table — and
+// open the Store with Config.SkipMigrations, which checks the version
+// instead. Store.Migrate runs them on demand.
+package sqlstore

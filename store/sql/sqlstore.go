@@ -1,0 +1,643 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/callready/callready/store"
+)
+
+// Defaults of Config fields left zero.
+const (
+	DefaultTablePrefix  = "callready_"
+	DefaultRetention    = 1 << 16
+	DefaultPollInterval = 250 * time.Millisecond
+	DefaultMaxRetries   = 10
+)
+
+// Config configures a Store. The zero value is ready to use.
+type Config struct {
+	// Dialect of the database. Default DialectAuto: detected from the
+	// driver, then by probing the server.
+	Dialect Dialect
+	// TablePrefix is prepended to every table name, optionally with a
+	// schema ("crm.callready_"), so the tables can live in a CRM's own
+	// database. Default DefaultTablePrefix ("callready_").
+	TablePrefix string
+	// Retention is how many of the newest change-log rows are kept; older
+	// rows are deleted by the transaction that appends past them, and
+	// reading them yields store.ErrCompacted. Default DefaultRetention
+	// (65,536).
+	Retention int
+	// PollInterval is how often Wait reads the latest revision. Default
+	// DefaultPollInterval (250 ms).
+	PollInterval time.Duration
+	// MaxRetries bounds how many times Update retries a transaction that
+	// failed with a PostgreSQL serialization failure or deadlock. Default
+	// DefaultMaxRetries (10).
+	MaxRetries int
+	// SkipMigrations makes Open check that the schema is current instead of
+	// migrating it, for hosts that run Migrations with their own tool.
+	SkipMigrations bool
+}
+
+// Store is a store.Store on a *sql.DB. It is safe for concurrent use. It
+// does not own the *sql.DB: closing the Store leaves the database open.
+type Store struct {
+	db        *sql.DB
+	dialect   Dialect
+	prefix    string
+	retention int64
+	poll      time.Duration
+	retries   int
+
+	// SQLite allows one writer at a time: writers of this Store queue here
+	// instead of spinning in SQLite's busy handler.
+	wsem chan struct{}
+
+	closed    atomic.Bool
+	done      chan struct{}
+	closeOnce sync.Once
+
+	// Queries, built once for the dialect and prefix.
+	qMetaLock, qMetaRead, qMetaSet, qPrune, qGet, qTxGet, qLoad, qChanges string
+}
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Notifier = (*Store)(nil)
+)
+
+// Open returns a Store on db, detecting the dialect if cfg.Dialect is
+// DialectAuto, and migrates the schema (or, with cfg.SkipMigrations, checks
+// that it is current).
+func Open(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("sqlstore: nil *sql.DB")
+	}
+	prefix, err := checkPrefix(cfg.TablePrefix)
+	if err != nil {
+		return nil, err
+	}
+	d := cfg.Dialect
+	switch d {
+	case DialectAuto:
+		if d, err = detect(ctx, db); err != nil {
+			return nil, err
+		}
+	case SQLite, Postgres:
+	default:
+		return nil, fmt.Errorf("sqlstore: unknown dialect %q", d)
+	}
+	s := &Store{
+		db: db, dialect: d, prefix: prefix,
+		retention: int64(orDefault(cfg.Retention, DefaultRetention)),
+		poll:      orDefault(cfg.PollInterval, DefaultPollInterval),
+		retries:   orDefault(cfg.MaxRetries, DefaultMaxRetries),
+		wsem:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	p := prefix
+	s.qMetaRead = "SELECT revision FROM " + p + "meta WHERE id = 1"
+	s.qMetaLock = s.qMetaRead + d.forUpdate()
+	s.qMetaSet = d.rebind("UPDATE " + p + "meta SET revision = ? WHERE id = 1")
+	s.qPrune = d.rebind("DELETE FROM " + p + "changes WHERE revision <= ?")
+	s.qGet = d.rebind("SELECT " + stateCols + " FROM " + p + "pairs WHERE channel = ? AND contact = ?")
+	s.qTxGet = s.qGet + d.forUpdate()
+	s.qLoad = "SELECT channel, contact, " + stateCols + " FROM " + p + "pairs"
+	s.qChanges = d.rebind("SELECT " + changeCols + " FROM " + p + "changes WHERE revision > ? ORDER BY revision LIMIT ?")
+
+	if d == SQLite {
+		// WAL lets readers run while one writer commits. It is a property
+		// of the database file, so setting it once here is enough; an
+		// in-memory database keeps its "memory" journal.
+		if _, err := db.ExecContext(ctx, "PRAGMA journal_mode = WAL"); err != nil {
+			return nil, fmt.Errorf("sqlstore: enabling WAL: %w", err)
+		}
+	}
+	if cfg.SkipMigrations {
+		err = s.checkSchema(ctx)
+	} else {
+		err = s.Migrate(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// orDefault returns v, or def when v is not positive.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Dialect returns the dialect in use.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// TablePrefix returns the table-name prefix in use.
+func (s *Store) TablePrefix() string { return s.prefix }
+
+// Close makes later calls fail with store.ErrClosed and wakes Wait
+// callers. It does not close the *sql.DB. It is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.done)
+	})
+	return nil
+}
+
+func (s *Store) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	return ctx.Err()
+}
+
+// querier is what *sql.Tx and *sql.Conn (inside a manual BEGIN) share.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// inTx runs fn in one write transaction and commits it if fn returns nil.
+//
+// On SQLite the transaction starts with BEGIN IMMEDIATE on a dedicated
+// connection, whatever the DSN's _txlock: it takes the write lock up front,
+// so a reader can never fail to upgrade to a writer with SQLITE_BUSY
+// halfway through. On PostgreSQL it is a READ COMMITTED transaction: the
+// lock on the meta row (see tx.begin) serializes writers, and each
+// statement after it sees what earlier writers committed.
+func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
+	if s.dialect == Postgres {
+		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		if err != nil {
+			return fmt.Errorf("sqlstore: begin: %w", err)
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlstore: commit: %w", err)
+		}
+		return nil
+	}
+	select {
+	case s.wsem <- struct{}{}:
+		defer func() { <-s.wsem }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.onConn(ctx, "BEGIN IMMEDIATE", "COMMIT", fn)
+}
+
+// onConn runs fn between begin and end statements on one connection of
+// the pool (SQLite only), rolling back when fn or end fails.
+func (s *Store) onConn(ctx context.Context, begin, end string, fn func(q querier) error) (err error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlstore: connection: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			// Roll back even when ctx is done; a connection left inside a
+			// transaction must not go back to the pool.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if _, rerr := conn.ExecContext(rctx, "ROLLBACK"); rerr != nil {
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
+		}
+		_ = conn.Close()
+	}()
+	if _, err := conn.ExecContext(ctx, begin); err != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		return fmt.Errorf("sqlstore: %s: %w", strings.ToLower(begin), err)
+	}
+	if err := fn(conn); err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, end); err != nil {
+		return fmt.Errorf("sqlstore: %s: %w", strings.ToLower(end), err)
+	}
+	return nil
+}
+
+// readTx runs fn in a read-only transaction that sees one snapshot:
+// REPEATABLE READ on PostgreSQL, a deferred transaction on SQLite (WAL
+// readers see the database as of their first read).
+func (s *Store) readTx(ctx context.Context, fn func(q querier) error) error {
+	if s.dialect == Postgres {
+		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+		if err != nil {
+			return fmt.Errorf("sqlstore: begin: %w", err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		return fn(tx)
+	}
+	return s.onConn(ctx, "BEGIN", "COMMIT", fn)
+}
+
+// Update runs fn in one database transaction: the states it puts and the
+// changes it appends commit together or not at all. On PostgreSQL a
+// serialization failure or deadlock retries the whole transaction, up to
+// Config.MaxRetries times.
+func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.inTx(ctx, func(q querier) error {
+			t := &tx{s: s, q: q, puts: make(map[store.Key]*put)}
+			if err := t.begin(ctx); err != nil {
+				return err
+			}
+			if err := fn(t); err != nil {
+				return err
+			}
+			return t.flush(ctx)
+		})
+		if err == nil || s.dialect != Postgres || attempt >= s.retries || !retryable(err) {
+			return err
+		}
+		// Back off a little, with jitter, so that retried writers spread out.
+		d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
+		timer := time.NewTimer(d)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return err
+		}
+	}
+}
+
+// Get returns the committed state of one pair.
+func (s *Store) Get(ctx context.Context, k store.Key) (store.State, error) {
+	if err := s.check(ctx); err != nil {
+		return store.State{}, err
+	}
+	return getState(ctx, s.db, s.qGet, k)
+}
+
+func getState(ctx context.Context, q querier, query string, k store.Key) (store.State, error) {
+	var r stateRow
+	err := q.QueryRowContext(ctx, query, k.Channel, k.Contact).Scan(r.dest()...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.State{}, fmt.Errorf("sqlstore: %s/%s: %w", k.Channel, k.Contact, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.State{}, fmt.Errorf("sqlstore: reading %s/%s: %w", k.Channel, k.Contact, err)
+	}
+	return r.state()
+}
+
+// Load reads every pair and the latest revision from one snapshot. fn runs
+// while the read transaction is open: it must not write to this Store
+// (on SQLite with a one-connection pool it would wait forever).
+func (s *Store) Load(ctx context.Context, fn func(store.Key, store.State) error) (int64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	var rev int64
+	err := s.readTx(ctx, func(q querier) error {
+		if err := q.QueryRowContext(ctx, s.qMetaRead).Scan(&rev); err != nil {
+			return fmt.Errorf("sqlstore: reading the revision: %w", err)
+		}
+		rows, err := q.QueryContext(ctx, s.qLoad)
+		if err != nil {
+			return fmt.Errorf("sqlstore: loading pairs: %w", err)
+		}
+		defer rows.Close()
+		var k store.Key
+		var r stateRow
+		dest := append([]any{&k.Channel, &k.Contact}, r.dest()...)
+		for rows.Next() {
+			r = stateRow{}
+			if err := rows.Scan(dest...); err != nil {
+				return fmt.Errorf("sqlstore: loading pairs: %w", err)
+			}
+			st, err := r.state()
+			if err != nil {
+				return err
+			}
+			if err := fn(k, st); err != nil {
+				return err
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sqlstore: loading pairs: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return rev, nil
+}
+
+// Changes returns up to limit change-log rows after a revision. Revisions
+// are contiguous (a rolled-back transaction gives its revisions back), so
+// a first row other than after+1 means that revision was pruned.
+func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Change, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, s.qChanges, after, int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: reading changes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Change
+	for rows.Next() {
+		c, err := scanChange(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: reading changes: %w", err)
+		}
+		if len(out) == 0 && c.Revision != after+1 {
+			return nil, fmt.Errorf("sqlstore: revision %d: %w (oldest kept is %d)", after+1, store.ErrCompacted, c.Revision)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: reading changes: %w", err)
+	}
+	return out, nil
+}
+
+// Wait implements store.Notifier by polling the latest revision every
+// Config.PollInterval, so it also sees commits of other processes.
+func (s *Store) Wait(ctx context.Context, after int64) error {
+	var timer *time.Timer
+	for {
+		if err := s.check(ctx); err != nil {
+			return err
+		}
+		var rev int64
+		if err := s.db.QueryRowContext(ctx, s.qMetaRead).Scan(&rev); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("sqlstore: reading the revision: %w", err)
+		}
+		if rev > after {
+			return nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(s.poll)
+			defer timer.Stop()
+		} else {
+			timer.Reset(s.poll)
+		}
+		select {
+		case <-timer.C:
+		case <-s.done:
+			return store.ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// put is a state written by a Tx, kept until flush.
+type put struct {
+	state store.State
+	args  []any
+}
+
+// tx buffers puts and appends and writes them in a few multi-row
+// statements when fn returns, to save round trips.
+type tx struct {
+	s       *Store
+	q       querier
+	puts    map[store.Key]*put
+	order   []store.Key // puts in first-write order
+	changes [][]any
+	base    int64 // revision when the transaction began
+	rev     int64 // last revision assigned
+}
+
+// begin locks the meta row and reads the latest revision. The lock is
+// held until commit, so every writer appends after the previous one
+// committed: revisions commit in increasing order, and a reader that sees
+// revision n also sees every revision below n.
+func (t *tx) begin(ctx context.Context) error {
+	if err := t.q.QueryRowContext(ctx, t.s.qMetaLock).Scan(&t.base); err != nil {
+		return fmt.Errorf("sqlstore: locking the revision counter: %w", err)
+	}
+	t.rev = t.base
+	return nil
+}
+
+func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
+	if p, ok := t.puts[k]; ok {
+		return cloneState(p.state), nil
+	}
+	return getState(ctx, t.q, t.s.qTxGet, k)
+}
+
+func (t *tx) Put(ctx context.Context, k store.Key, st store.State) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	args, err := pairArgs(k, &st)
+	if err != nil {
+		return fmt.Errorf("sqlstore: put %s/%s: %w", k.Channel, k.Contact, err)
+	}
+	if _, ok := t.puts[k]; !ok {
+		t.order = append(t.order, k)
+	}
+	t.puts[k] = &put{state: cloneState(st), args: args}
+	return nil
+}
+
+func (t *tx) Append(ctx context.Context, c store.Change) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	c.Revision = t.rev + 1
+	args, err := changeArgs(&c)
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: append: %w", err)
+	}
+	t.rev = c.Revision
+	t.changes = append(t.changes, args)
+	return c.Revision, nil
+}
+
+// Rows per multi-row statement: well under SQLite's 32,766 and
+// PostgreSQL's 65,535 bound parameters.
+const (
+	pairChunk   = 256
+	changeChunk = 512
+)
+
+func (t *tx) flush(ctx context.Context) error {
+	s := t.s
+	if s.dialect == Postgres && len(t.changes) <= changeChunk && len(t.order) <= pairChunk {
+		return t.flushOne(ctx)
+	}
+	for rows := range slices.Chunk(t.changes, changeChunk) {
+		q := insertSQL(s.dialect, s.prefix+"changes", changeCols, numChangeCols, len(rows), "")
+		if _, err := t.q.ExecContext(ctx, q, flatten(rows)...); err != nil {
+			return fmt.Errorf("sqlstore: appending changes: %w", err)
+		}
+	}
+	if len(t.order) > 0 {
+		rows := make([][]any, len(t.order))
+		for i, k := range t.order {
+			rows[i] = t.puts[k].args
+		}
+		for chunk := range slices.Chunk(rows, pairChunk) {
+			q := insertSQL(s.dialect, s.prefix+"pairs", pairCols, numPairCols, len(chunk), upsertPairs)
+			if _, err := t.q.ExecContext(ctx, q, flatten(chunk)...); err != nil {
+				return fmt.Errorf("sqlstore: writing pairs: %w", err)
+			}
+		}
+	}
+	if t.rev == t.base {
+		return nil
+	}
+	if _, err := t.q.ExecContext(ctx, s.qMetaSet, t.rev); err != nil {
+		return fmt.Errorf("sqlstore: advancing the revision: %w", err)
+	}
+	if cut := t.rev - s.retention; cut > 0 {
+		if _, err := t.q.ExecContext(ctx, s.qPrune, cut); err != nil {
+			return fmt.Errorf("sqlstore: pruning changes: %w", err)
+		}
+	}
+	return nil
+}
+
+// flushOne writes everything in one PostgreSQL statement, saving round
+// trips: the change rows, the counter and the pruning are data-modifying
+// CTEs of the pairs upsert. They touch different rows, so their shared
+// snapshot does not matter.
+func (t *tx) flushOne(ctx context.Context) error {
+	s := t.s
+	var b strings.Builder
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	values := func(rows [][]any) {
+		for i, r := range rows {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('(')
+			for j, v := range r {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(arg(v))
+			}
+			b.WriteByte(')')
+		}
+	}
+	if t.rev > t.base {
+		b.WriteString("WITH c AS (INSERT INTO " + s.prefix + "changes (" + changeCols + ") VALUES ")
+		values(t.changes)
+		b.WriteString("), m AS (UPDATE " + s.prefix + "meta SET revision = " + arg(t.rev) + " WHERE id = 1)")
+		if cut := t.rev - s.retention; cut > 0 {
+			b.WriteString(", d AS (DELETE FROM " + s.prefix + "changes WHERE revision <= " + arg(cut) + ")")
+		}
+		b.WriteByte(' ')
+	}
+	switch {
+	case len(t.order) > 0:
+		rows := make([][]any, len(t.order))
+		for i, k := range t.order {
+			rows[i] = t.puts[k].args
+		}
+		b.WriteString("INSERT INTO " + s.prefix + "pairs (" + pairCols + ") VALUES ")
+		values(rows)
+		b.WriteString(upsertPairs)
+	case t.rev > t.base:
+		b.WriteString("SELECT 1") // the CTEs run even though nothing reads them
+	default:
+		return nil
+	}
+	q := b.String()
+	if _, err := t.q.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("sqlstore: writing pairs and changes: %w", err)
+	}
+	return nil
+}
+
+// upsertPairs replaces every non-key column of an existing pair.
+var upsertPairs = func() string {
+	var b strings.Builder
+	b.WriteString(" ON CONFLICT (channel, contact) DO UPDATE SET ")
+	for i, c := range strings.Split(stateCols, ", ") {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(c + " = excluded." + c)
+	}
+	return b.String()
+}()
+
+// insertSQL builds a multi-row INSERT of n rows.
+func insertSQL(d Dialect, table, cols string, ncols, n int, tail string) string {
+	var b strings.Builder
+	b.Grow(len(table) + len(cols) + n*(ncols*5+4) + len(tail) + 32)
+	b.WriteString("INSERT INTO " + table + " (" + cols + ") VALUES ")
+	arg := 0
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for j := range ncols {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			arg++
+			if d == Postgres {
+				fmt.Fprintf(&b, "$%d", arg)
+			} else {
+				b.WriteByte('?')
+			}
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(tail)
+	return b.String()
+}
+
+func flatten(rows [][]any) []any {
+	n := 0
+	for _, r := range rows {
+		n += len(r)
+	}
+	out := make([]any, 0, n)
+	for _, r := range rows {
+		out = append(out, r...)
+	}
+	return out
+}
+
+func cloneState(st store.State) store.State {
+	st.Activity = slices.Clone(st.Activity)
+	return st
+}
