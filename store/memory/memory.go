@@ -232,7 +232,7 @@ func cloneState(st store.State) store.State {
 // when there is activity. It keeps a pair in about half the bytes of a
 // store.State.
 type record struct {
-	tAt, tExp, pAt, rAt, noted, rev int64
+	tAt, tExp, pAt, rAt, noted, rev    int64
 	tSrc, tID, pSrc, pID, rReason, rID string
 	act                                []store.Activity
 }
