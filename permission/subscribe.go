@@ -187,6 +187,7 @@ func fromStore(c store.Change) Change {
 	e := Entry{
 		Channel: c.Key.Channel, Contact: c.Key.Contact, Kind: Kind(c.Kind), Source: Source(c.Source),
 		GrantedAt: c.GrantedAt.UTC(), ExpiresAt: utcOrZero(c.ExpiresAt),
+		CallsLeft: c.CallsLeft, UnansweredStreak: c.UnansweredStreak,
 	}
 	return Change{Revision: c.Revision, Type: ChangeType(c.Type), At: c.At.UTC(), Entry: e}
 }

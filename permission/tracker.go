@@ -439,6 +439,7 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 			rev, err := tx.Append(wctx, store.Change{
 				Type: string(c.Type), Key: p.key, At: c.At, Kind: string(c.Entry.Kind), Source: string(c.Entry.Source),
 				GrantedAt: c.Entry.GrantedAt, ExpiresAt: c.Entry.ExpiresAt,
+				CallsLeft: c.Entry.CallsLeft, UnansweredStreak: c.Entry.UnansweredStreak,
 			})
 			if err != nil {
 				return err

@@ -92,6 +92,10 @@ type Change struct {
 	Source    string
 	GrantedAt time.Time
 	ExpiresAt time.Time // zero for permanent entries
+	// The entry's call budget when the change was made (see
+	// permission.Entry).
+	CallsLeft        int
+	UnansweredStreak int
 }
 
 // Tx is one atomic write. Nothing written through a Tx is visible to other

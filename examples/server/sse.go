@@ -127,14 +127,6 @@ func (s *server) writeChange(ctx context.Context, w io.Writer, c permission.Chan
 	if err != nil {
 		return err
 	}
-	// Changes replayed from the store's log carry no call budget (the
-	// library only fills it for live changes): read it for entries that
-	// are callable, so a resumed page does not show "0 calls left".
-	if (c.Type == permission.Granted || c.Type == permission.Extended) && e.CallsLeft == 0 {
-		if x, err := s.tracker.Explain(ctx, e.Channel, e.Contact, time.Time{}); err == nil {
-			e.CallsLeft, e.UnansweredStreak = x.Limits.CallsLeft, x.Limits.UnansweredStreak
-		}
-	}
 	data, err := json.Marshal(eventJSON{
 		contactJSON: toContactJSON(e, name),
 		Channel:     e.Channel, Type: string(c.Type), Revision: c.Revision, At: c.At.UTC(),

@@ -49,7 +49,7 @@
 //	                      revoked_at, revoked_reason, revoked_event_id, expiry_noted,
 //	                      activity (JSON text: [{"kind","id","at"}]), revision
 //	callready_changes     revision PRIMARY KEY, type, channel, contact, at, kind, source,
-//	                      granted_at, expires_at
+//	                      granted_at, expires_at, calls_left, unanswered_streak
 //
 // Every time is a BIGINT of nanoseconds since the Unix epoch, in UTC, and
 // NULL for the zero time.Time; instants outside 1678–2262 are refused. Times

@@ -135,9 +135,9 @@ func (r *stateRow) state() (store.State, error) {
 }
 
 // changeCols are the columns of the changes table, in the order of changeArgs.
-const changeCols = "revision, type, channel, contact, at, kind, source, granted_at, expires_at"
+const changeCols = "revision, type, channel, contact, at, kind, source, granted_at, expires_at, calls_left, unanswered_streak"
 
-const numChangeCols = 9
+const numChangeCols = 11
 
 func changeArgs(c *store.Change) ([]any, error) {
 	at, err := nanos(c.At)
@@ -152,13 +152,13 @@ func changeArgs(c *store.Change) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []any{c.Revision, c.Type, c.Key.Channel, c.Key.Contact, at, c.Kind, c.Source, granted, expires}, nil
+	return []any{c.Revision, c.Type, c.Key.Channel, c.Key.Contact, at, c.Kind, c.Source, granted, expires, c.CallsLeft, c.UnansweredStreak}, nil
 }
 
 func scanChange(rows *sql.Rows) (store.Change, error) {
 	var c store.Change
 	var at, granted, expires sql.NullInt64
-	if err := rows.Scan(&c.Revision, &c.Type, &c.Key.Channel, &c.Key.Contact, &at, &c.Kind, &c.Source, &granted, &expires); err != nil {
+	if err := rows.Scan(&c.Revision, &c.Type, &c.Key.Channel, &c.Key.Contact, &at, &c.Kind, &c.Source, &granted, &expires, &c.CallsLeft, &c.UnansweredStreak); err != nil {
 		return c, err
 	}
 	c.At, c.GrantedAt, c.ExpiresAt = fromNanos(at), fromNanos(granted), fromNanos(expires)

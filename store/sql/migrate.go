@@ -104,7 +104,9 @@ func Migrations(d Dialect, prefix string) ([]Migration, error) {
 	kind TEXT NOT NULL DEFAULT '',
 	source TEXT NOT NULL DEFAULT '',
 	granted_at BIGINT,
-	expires_at BIGINT
+	expires_at BIGINT,
+	calls_left INTEGER NOT NULL DEFAULT 0,
+	unanswered_streak INTEGER NOT NULL DEFAULT 0
 )`,
 			`INSERT INTO ` + p + `migrations (version, name) VALUES (1, 'initial schema')`,
 		},

@@ -49,7 +49,7 @@ func SampleState(i int) store.State {
 
 func sampleChange(k store.Key, i int) store.Change {
 	at := base.Add(time.Duration(i) * time.Second)
-	return store.Change{Type: "granted", Key: k, At: at, Kind: "temporary", Source: "callback", GrantedAt: at, ExpiresAt: at.Add(168 * time.Hour)}
+	return store.Change{Type: "granted", Key: k, At: at, Kind: "temporary", Source: "callback", GrantedAt: at, ExpiresAt: at.Add(168 * time.Hour), CallsLeft: 100 - i, UnansweredStreak: i % 5}
 }
 
 // EqualState fails t unless a and b hold the same instants and values.
@@ -192,6 +192,8 @@ func Run(t *testing.T, newStore NewStore) {
 			assert.Equal(t, want.Key, c.Key)
 			assert.Equal(t, want.Kind, c.Kind)
 			assert.Equal(t, want.Source, c.Source)
+			assert.Equal(t, want.CallsLeft, c.CallsLeft)
+			assert.Equal(t, want.UnansweredStreak, c.UnansweredStreak)
 			assert.True(t, want.At.Equal(c.At), "At %v != %v", want.At, c.At)
 			assert.True(t, want.GrantedAt.Equal(c.GrantedAt))
 			assert.True(t, want.ExpiresAt.Equal(c.ExpiresAt))
