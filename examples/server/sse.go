@@ -37,6 +37,9 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if after < 0 { // no resume point: only what happens from now on
+		after = s.tracker.Revision()
+	}
 	sub, err := s.tracker.Subscribe(permission.SubscribeOptions{Channel: ch, After: after})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "server shutting down")
@@ -100,14 +103,15 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 }
 
 // resumeRevision reads where a stream resumes: the browser's Last-Event-ID
-// on a reconnect wins over the ?after= of the first connection.
+// on a reconnect wins over the ?after= of the first connection; -1 when
+// neither is given.
 func resumeRevision(r *http.Request) (int64, error) {
 	v := r.Header.Get("Last-Event-ID")
 	if v == "" {
 		v = r.URL.Query().Get("after")
 	}
 	if v == "" {
-		return 0, nil
+		return -1, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
