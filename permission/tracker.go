@@ -450,6 +450,16 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 			r.changes = append(r.changes, c)
 			return nil
 		}
+		if gm, ok := tx.(store.GetManyTx); ok && size > 1 {
+			if err := prefetch(wctx, gm, batch, func(k store.Key, s store.State) {
+				slab = append(slab, pending{key: k, state: s})
+				p := &slab[len(slab)-1]
+				states[k] = p
+				order = append(order, p)
+			}); err != nil {
+				return err
+			}
+		}
 		for _, r := range batch {
 			r.changes = r.changes[:0]
 			for _, e := range r.events {
@@ -524,6 +534,35 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 	for _, r := range batch {
 		close(r.done)
 	}
+}
+
+// prefetch reads every pair of a batch with one GetMany and hands each to
+// add (pairs not stored as zero states), so the per-event get finds them.
+func prefetch(ctx context.Context, gm store.GetManyTx, batch []*request, add func(store.Key, store.State)) error {
+	seen := map[store.Key]bool{}
+	var keys []store.Key
+	for _, r := range batch {
+		for _, e := range r.events {
+			if k := (store.Key{Channel: e.Channel, Contact: e.Contact}); !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+		for _, e := range r.expire {
+			if k := (store.Key{Channel: e.Channel, Contact: e.Contact}); !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	got, err := gm.GetMany(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		add(k, got[k])
+	}
+	return nil
 }
 
 type keyState struct {

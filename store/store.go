@@ -112,6 +112,15 @@ type Tx interface {
 	Append(ctx context.Context, c Change) (int64, error)
 }
 
+// GetManyTx is an optional capability of a Tx: reading many pairs in one
+// round trip, with the same locking as Get. The tracker uses it to read a
+// whole group-committed batch at once.
+type GetManyTx interface {
+	// GetMany returns the states of the stored pairs among keys; pairs
+	// not stored are absent from the map.
+	GetMany(ctx context.Context, keys []Key) (map[Key]State, error)
+}
+
 // Store is the contract an adapter implements. It must be safe for
 // concurrent use.
 type Store interface {

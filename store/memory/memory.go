@@ -83,6 +83,17 @@ func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
 	return rec.state(), nil
 }
 
+// GetMany implements store.GetManyTx.
+func (t *tx) GetMany(ctx context.Context, keys []store.Key) (map[store.Key]store.State, error) {
+	out := make(map[store.Key]store.State, len(keys))
+	for _, k := range keys {
+		if st, err := t.Get(ctx, k); err == nil {
+			out[k] = st
+		}
+	}
+	return out, nil
+}
+
 func (t *tx) Put(ctx context.Context, k store.Key, st store.State) error {
 	if err := ctx.Err(); err != nil {
 		return err

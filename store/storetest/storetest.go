@@ -130,6 +130,33 @@ func Run(t *testing.T, newStore NewStore) {
 		EqualState(t, SampleState(3), got)
 	})
 
+	t.Run("GetMany", func(t *testing.T) {
+		s := newStore(t)
+		err := s.Update(ctx, func(tx store.Tx) error {
+			gm, ok := tx.(store.GetManyTx)
+			if !ok {
+				t.Skip("the adapter's Tx does not implement store.GetManyTx")
+			}
+			if err := tx.Put(ctx, k1, SampleState(1)); err != nil {
+				return err
+			}
+			if err := tx.Put(ctx, k3, SampleState(3)); err != nil {
+				return err
+			}
+			got, err := gm.GetMany(ctx, []store.Key{k1, k2, k3})
+			if err != nil {
+				return err
+			}
+			require.Len(t, got, 2, "pairs not stored are absent")
+			EqualState(t, SampleState(1), got[k1])
+			EqualState(t, SampleState(3), got[k3])
+			empty, err := gm.GetMany(ctx, nil)
+			require.Empty(t, empty)
+			return err
+		})
+		require.NoError(t, err)
+	})
+
 	t.Run("RollbackOnError", func(t *testing.T) {
 		s := newStore(t)
 		require.NoError(t, s.Update(ctx, func(tx store.Tx) error { return tx.Put(ctx, k1, SampleState(1)) }))
