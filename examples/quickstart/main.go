@@ -9,7 +9,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
+	"os"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -21,6 +23,12 @@ import (
 const channel = "106540352242922"
 
 func main() {
+	if err := run(os.Stdout); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(w io.Writer) error {
 	ctx := context.Background()
 	clk := clock.NewMock()
 	start := time.Date(2025, 12, 31, 9, 0, 0, 0, time.UTC)
@@ -28,7 +36,7 @@ func main() {
 
 	tr, err := permission.New(ctx, permission.Config{Store: memory.New(memory.Config{}), Clock: clk})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer tr.Close()
 
@@ -55,28 +63,29 @@ func main() {
 			}
 		}
 		if _, err := tr.Record(ctx, due...); err != nil {
-			log.Fatal(err)
+			return err
 		}
 		expired, err := tr.Sweep(ctx, now)
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		page, err := tr.Eligible(ctx, channel, permission.Query{Now: now})
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
-		fmt.Printf("day %2d (%s): %d callable, %d expired today\n", day, now.Format("Jan 2"), len(page.Entries), expired)
+		fmt.Fprintf(w, "day %2d (%s): %d callable, %d expired today\n", day, now.Format("Jan 2"), len(page.Entries), expired)
 		for _, e := range page.Entries {
 			until := "no expiry"
 			if e.Kind == permission.Temporary {
 				until = "until " + e.ExpiresAt.Format("Jan 2 15:04") + fmt.Sprintf(" (%s left)", e.ExpiresAt.Sub(now).Round(time.Hour))
 			}
-			fmt.Printf("   %-14s %-9s %-12s %s\n", e.Contact, e.Kind, e.Source, until)
+			fmt.Fprintf(w, "   %-14s %-9s %-12s %s\n", e.Contact, e.Kind, e.Source, until)
 		}
 	}
 	x, err := tr.Explain(ctx, channel, "393331234567", clk.Now())
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
-	fmt.Printf("\nwhy not 393331234567? %s\n", x.Reason)
+	_, err = fmt.Fprintf(w, "\nwhy not 393331234567? %s\n", x.Reason)
+	return err
 }
