@@ -146,14 +146,17 @@ type summary struct {
 }
 
 func summarize(s *store.State) summary {
-	first := map[[2]string]time.Time{}
+	var sum summary
+	if len(s.Activity) == 0 {
+		return sum // the common case: no allocation
+	}
+	first := make(map[[2]string]time.Time, len(s.Activity))
 	for _, a := range s.Activity { // ascending: the first seen is the earliest
 		k := [2]string{a.Kind, a.ID}
 		if _, ok := first[k]; !ok {
 			first[k] = a.At
 		}
 	}
-	var sum summary
 	for _, a := range s.Activity {
 		if first[[2]string{a.Kind, a.ID}] != a.At {
 			continue

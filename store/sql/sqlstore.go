@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -71,11 +72,14 @@ type Store struct {
 
 	// Queries, built once for the dialect and prefix.
 	qMetaLock, qMetaRead, qMetaSet, qPrune, qGet, qTxGet, qLoad, qChanges string
+
+	notifyChannel string // PostgreSQL: NOTIFY channel of committed changes
 }
 
 var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Notifier = (*Store)(nil)
+	_ store.Store     = (*Store)(nil)
+	_ store.Notifier  = (*Store)(nil)
+	_ store.GetManyTx = (*tx)(nil)
 )
 
 // Open returns a Store on db, detecting the dialect if cfg.Dialect is
@@ -107,6 +111,7 @@ func Open(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 		wsem:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
+	s.notifyChannel = notifyChannel(prefix)
 	p := prefix
 	s.qMetaRead = "SELECT revision FROM " + p + "meta WHERE id = 1"
 	s.qMetaLock = s.qMetaRead + d.forUpdate()
@@ -149,6 +154,32 @@ func (s *Store) Dialect() Dialect { return s.dialect }
 
 // TablePrefix returns the table-name prefix in use.
 func (s *Store) TablePrefix() string { return s.prefix }
+
+// NotifyChannel returns the PostgreSQL NOTIFY channel on which every
+// transaction that appends changes announces, at commit, its last revision
+// (as decimal text). It is derived from the table prefix: lowercased, with
+// "changes" appended ("callready_" → "callready_changes"); when the prefix
+// names a schema or the name would pass 63 bytes, the dot becomes an
+// underscore, the name is cut to 54 bytes and a hash of the prefix is
+// appended ("crm.callready_" → "crm_callready_changes_" + 8 hex digits),
+// so two prefixes never share a channel in practice. The result is a valid
+// identifier of at most 63 bytes. SQLite sends no notification.
+func (s *Store) NotifyChannel() string { return s.notifyChannel }
+
+func notifyChannel(prefix string) string {
+	p := strings.ToLower(prefix) // unquoted identifiers fold to lower case
+	name := strings.ReplaceAll(p, ".", "_") + "changes"
+	if !strings.Contains(p, ".") && len(name) <= 63 {
+		return name
+	}
+	h := fnv.New32a()
+	h.Write([]byte(p))
+	return fmt.Sprintf("%s_%08x", name[:min(len(name), 54)], h.Sum32())
+}
+
+// Done returns a channel closed when the Store is closed, for wrappers
+// that implement Wait differently (package pglisten).
+func (s *Store) Done() <-chan struct{} { return s.done }
 
 // Close makes later calls fail with store.ErrClosed and wakes Wait
 // callers. It does not close the *sql.DB. It is idempotent.
@@ -454,6 +485,74 @@ func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
 	return getState(ctx, t.q, t.s.qTxGet, k)
 }
 
+// getManyChunk bounds the keys of one GetMany statement (two bound
+// parameters each).
+const getManyChunk = 500
+
+// GetMany reads the pairs among keys with one SELECT … WHERE (channel,
+// contact) IN (…) per getManyChunk keys, locking the rows FOR UPDATE on
+// PostgreSQL like Get (SQLite's write transaction is already exclusive).
+// Pairs put earlier in the transaction come from the buffer.
+func (t *tx) GetMany(ctx context.Context, keys []store.Key) (map[store.Key]store.State, error) {
+	out := make(map[store.Key]store.State, len(keys))
+	var missing []store.Key
+	for _, k := range keys {
+		if p, ok := t.puts[k]; ok {
+			out[k] = cloneState(p.state)
+		} else {
+			missing = append(missing, k)
+		}
+	}
+	s := t.s
+	for chunk := range slices.Chunk(missing, getManyChunk) {
+		var b strings.Builder
+		b.WriteString("SELECT channel, contact, " + stateCols + " FROM " + s.prefix + "pairs WHERE (channel, contact) IN (")
+		args := make([]any, 0, 2*len(chunk))
+		for i, k := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if s.dialect == Postgres {
+				fmt.Fprintf(&b, "($%d,$%d)", 2*i+1, 2*i+2)
+			} else {
+				b.WriteString("(?,?)")
+			}
+			args = append(args, k.Channel, k.Contact)
+		}
+		b.WriteString(")" + s.dialect.forUpdate())
+		if err := t.getMany(ctx, b.String(), args, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (t *tx) getMany(ctx context.Context, query string, args []any, out map[store.Key]store.State) error {
+	rows, err := t.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("sqlstore: reading pairs: %w", err)
+	}
+	defer rows.Close()
+	var k store.Key
+	var r stateRow
+	dest := append([]any{&k.Channel, &k.Contact}, r.dest()...)
+	for rows.Next() {
+		r = stateRow{}
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("sqlstore: reading pairs: %w", err)
+		}
+		st, err := r.state()
+		if err != nil {
+			return err
+		}
+		out[k] = st
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlstore: reading pairs: %w", err)
+	}
+	return nil
+}
+
 func (t *tx) Put(ctx context.Context, k store.Key, st store.State) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -502,11 +601,7 @@ func (t *tx) flush(ctx context.Context) error {
 		}
 	}
 	if len(t.order) > 0 {
-		rows := make([][]any, len(t.order))
-		for i, k := range t.order {
-			rows[i] = t.puts[k].args
-		}
-		for chunk := range slices.Chunk(rows, pairChunk) {
+		for chunk := range slices.Chunk(t.pairRows(), pairChunk) {
 			q := insertSQL(s.dialect, s.prefix+"pairs", pairCols, numPairCols, len(chunk), upsertPairs)
 			if _, err := t.q.ExecContext(ctx, q, flatten(chunk)...); err != nil {
 				return fmt.Errorf("sqlstore: writing pairs: %w", err)
@@ -524,13 +619,18 @@ func (t *tx) flush(ctx context.Context) error {
 			return fmt.Errorf("sqlstore: pruning changes: %w", err)
 		}
 	}
+	if s.dialect == Postgres {
+		if _, err := t.q.ExecContext(ctx, "SELECT pg_notify($1, $2)", s.notifyChannel, strconv.FormatInt(t.rev, 10)); err != nil {
+			return fmt.Errorf("sqlstore: notifying: %w", err)
+		}
+	}
 	return nil
 }
 
 // flushOne writes everything in one PostgreSQL statement, saving round
-// trips: the change rows, the counter and the pruning are data-modifying
-// CTEs of the pairs upsert. They touch different rows, so their shared
-// snapshot does not matter.
+// trips: the change rows, the counter, the pruning and the pairs upsert
+// are data-modifying CTEs of a SELECT pg_notify(…). They touch different
+// rows, so their shared snapshot does not matter.
 func (t *tx) flushOne(ctx context.Context) error {
 	s := t.s
 	var b strings.Builder
@@ -554,34 +654,43 @@ func (t *tx) flushOne(ctx context.Context) error {
 			b.WriteByte(')')
 		}
 	}
-	if t.rev > t.base {
+	if t.rev == t.base {
+		if len(t.order) == 0 {
+			return nil
+		}
+		b.WriteString("INSERT INTO " + s.prefix + "pairs (" + pairCols + ") VALUES ")
+		values(t.pairRows())
+		b.WriteString(upsertPairs)
+	} else {
 		b.WriteString("WITH c AS (INSERT INTO " + s.prefix + "changes (" + changeCols + ") VALUES ")
 		values(t.changes)
 		b.WriteString("), m AS (UPDATE " + s.prefix + "meta SET revision = " + arg(t.rev) + " WHERE id = 1)")
 		if cut := t.rev - s.retention; cut > 0 {
 			b.WriteString(", d AS (DELETE FROM " + s.prefix + "changes WHERE revision <= " + arg(cut) + ")")
 		}
-		b.WriteByte(' ')
-	}
-	switch {
-	case len(t.order) > 0:
-		rows := make([][]any, len(t.order))
-		for i, k := range t.order {
-			rows[i] = t.puts[k].args
+		if len(t.order) > 0 {
+			b.WriteString(", p AS (INSERT INTO " + s.prefix + "pairs (" + pairCols + ") VALUES ")
+			values(t.pairRows())
+			b.WriteString(upsertPairs + ")")
 		}
-		b.WriteString("INSERT INTO " + s.prefix + "pairs (" + pairCols + ") VALUES ")
-		values(rows)
-		b.WriteString(upsertPairs)
-	case t.rev > t.base:
-		b.WriteString("SELECT 1") // the CTEs run even though nothing reads them
-	default:
-		return nil
+		// NOTIFY is queued with the transaction and delivered at commit
+		// only; the data-modifying CTEs run although nothing reads them.
+		b.WriteString(" SELECT pg_notify(" + arg(s.notifyChannel) + ", " + arg(strconv.FormatInt(t.rev, 10)) + ")")
 	}
 	q := b.String()
 	if _, err := t.q.ExecContext(ctx, q, args...); err != nil {
 		return fmt.Errorf("sqlstore: writing pairs and changes: %w", err)
 	}
 	return nil
+}
+
+// pairRows returns the encoded puts in first-write order.
+func (t *tx) pairRows() [][]any {
+	rows := make([][]any, len(t.order))
+	for i, k := range t.order {
+		rows[i] = t.puts[k].args
+	}
+	return rows
 }
 
 // upsertPairs replaces every non-key column of an existing pair.
