@@ -104,3 +104,23 @@ func BenchmarkMemoryPerGrant(b *testing.B) {
 		tr.Close()
 	}
 }
+
+// BenchmarkRebuild1M: New on a memory store holding 1M active grants,
+// i.e. the index rebuild a restarted process does.
+func BenchmarkRebuild1M(b *testing.B) {
+	tr := filled(b, 1_000_000)
+	st := tr.store
+	b.ResetTimer()
+	for range b.N {
+		t2, err := New(context.Background(), Config{Store: st, Clock: tr.clock})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if n, _ := t2.Count(ch, t0, 0); n != 1_000_000 {
+			b.Fatal(n)
+		}
+		t2.Close()
+		b.StartTimer()
+	}
+}

@@ -1,9 +1,7 @@
 package permission
 
 import (
-	"cmp"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/google/btree"
@@ -45,12 +43,26 @@ type item struct {
 	s      *slot
 }
 
+// The comparisons are spelled out rather than built with cmp.Or, which
+// evaluates every argument: comparing the names is the rare case.
 func lessInChannel(a, b item) bool {
-	return cmp.Or(cmp.Compare(a.k1, b.k1), cmp.Compare(a.k2, b.k2), strings.Compare(a.s.contact, b.s.contact)) < 0
+	if a.k1 != b.k1 {
+		return a.k1 < b.k1
+	}
+	if a.k2 != b.k2 {
+		return a.k2 < b.k2
+	}
+	return a.s.contact < b.s.contact
 }
 
 func lessGlobal(a, b item) bool {
-	return cmp.Or(cmp.Compare(a.k1, b.k1), strings.Compare(a.s.ch.name, b.s.ch.name), strings.Compare(a.s.contact, b.s.contact)) < 0
+	if a.k1 != b.k1 {
+		return a.k1 < b.k1
+	}
+	if a.s.ch.name != b.s.ch.name {
+		return a.s.ch.name < b.s.ch.name
+	}
+	return a.s.contact < b.s.contact
 }
 
 // expiryItem orders by expiry, then most recently granted.

@@ -80,6 +80,10 @@ func (t *Tracker) relist(ctx context.Context) error {
 	t.mu.Lock()
 	t.idx, t.indexRevision = idx, rev
 	t.mu.Unlock()
+	select { // the expiry loop's timer was armed for the old index
+	case t.kick <- struct{}{}:
+	default:
+	}
 	t.subMu.Lock()
 	t.published = rev
 	for s := range t.subs {

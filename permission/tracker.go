@@ -402,6 +402,7 @@ func (t *Tracker) submit(ctx context.Context, r *request) error {
 type pending struct {
 	key   store.Key
 	state store.State
+	now   time.Time // of the last request in the batch that touched the pair
 	dirty bool
 }
 
@@ -420,7 +421,9 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 	err := t.store.Update(wctx, func(tx store.Tx) error {
 		states = make(map[store.Key]*pending, size)
 		order = order[:0]
-		slab := make([]pending, 0, size) // one allocation for the batch's pairs
+		// One allocation for the batch's pairs; it never grows (a batch has
+		// at most size pairs), so pointers into it stay valid.
+		slab := make([]pending, 0, size)
 		get := func(k store.Key) (*pending, error) {
 			if p := states[k]; p != nil {
 				return p, nil
@@ -467,6 +470,7 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 				if err != nil {
 					return err
 				}
+				p.now = r.now
 				if err := t.apply(r, p, e, emit); err != nil {
 					return err
 				}
@@ -476,6 +480,7 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 				if err != nil {
 					return err
 				}
+				p.now = r.now
 				if ex, ok := pendingExpiry(p.key, &p.state, r.now); ok {
 					p.state.ExpiryNoted = ex.ExpiresAt
 					if err := emit(r, p, Change{Type: Expired, At: ex.ExpiresAt, Entry: ex}); err != nil {
@@ -513,18 +518,9 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 		return
 	}
 	// Each pair's entry as of the newest request that touched it.
-	nowOf := make(map[store.Key]time.Time, len(order))
-	for _, r := range batch {
-		for _, e := range r.events {
-			nowOf[store.Key{Channel: e.Channel, Contact: e.Contact}] = r.now
-		}
-		for _, e := range r.expire {
-			nowOf[store.Key{Channel: e.Channel, Contact: e.Contact}] = r.now
-		}
-	}
 	applied := make([]keyState, len(order))
 	for i, p := range order {
-		applied[i] = keyState{p.key, &p.state, nowOf[p.key]}
+		applied[i] = keyState{p.key, &p.state, p.now}
 	}
 	var changes []Change
 	for _, r := range batch {
