@@ -46,5 +46,5 @@ done
 
 if [ -d bench ]; then
   echo "== benchmark harness smoke run (no speed assertions)"
-  (cd bench && go test -count=1 -run '^$' -bench . -benchtime 1x -short ./...)
+  (cd bench && go vet ./... && go test -count=1 -short -bench . -benchtime 1x ./...)
 fi

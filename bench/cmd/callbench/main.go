@@ -1,0 +1,333 @@
+// Command callbench measures callready against the alternatives (see
+// package bench) and prints Markdown tables: per-call latency medians and
+// p99 of callable pages and records, the expiry of every due grant with
+// events delivered, heap per grant, and webhook ingest over loopback HTTP
+// on store/sql. Every figure is the median over -runs runs.
+//
+//	go run ./cmd/callbench                      # full: 10k, 100k, 1M, 5 runs
+//	go run ./cmd/callbench -short               # seconds, tiny sizes, 1 run
+//
+// PostgreSQL parts run when CALLREADY_TEST_POSTGRES is set and are skipped
+// with a message otherwise.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/callready/callready/bench"
+)
+
+func main() {
+	var (
+		short        = flag.Bool("short", false, "tiny sizes, one run, short budgets: a smoke test")
+		sizesFlag    = flag.String("sizes", "10000,100000,1000000", "active grants per workload, comma-separated")
+		runs         = flag.Int("runs", 5, "runs; every figure is the median over runs")
+		kindsFlag    = flag.String("kinds", strings.Join(bench.Kinds(), ","), "alternatives to measure")
+		minCalls     = flag.Int("min-calls", 5, "page and record calls per measurement, at least")
+		maxCalls     = flag.Int("max-calls", 20000, "page and record calls per measurement, at most")
+		budget       = flag.Duration("budget", 2*time.Second, "time per page or record measurement once min-calls are done")
+		ingest       = flag.Bool("ingest", true, "measure webhook ingest on store/sql")
+		ingestOnly   = flag.Bool("ingest-only", false, "measure webhook ingest only")
+		ingestDur    = flag.Duration("ingest-duration", 5*time.Second, "length of one ingest run")
+		ingestCli    = flag.Int("ingest-clients", 32, "concurrent HTTP clients of the throughput run")
+		out          = flag.String("out", "", "also write the Markdown report to this file")
+		jsonOut      = flag.String("json", "", "write every raw result to this file")
+		cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the whole run")
+		workDir      = flag.String("dir", "", "directory for SQLite files (default: a temporary one)")
+		skipPostgres = bench.PostgresDSN() == ""
+	)
+	flag.Parse()
+	sizes, err := parseSizes(*sizesFlag)
+	if err != nil {
+		log.Fatal(err)
+	}
+	kinds := strings.Split(*kindsFlag, ",")
+	o := bench.Options{MinCalls: *minCalls, MaxCalls: *maxCalls, Budget: *budget, DSN: bench.PostgresDSN()}
+	if *short {
+		sizes, *runs = []int{1000}, 1
+		o.MinCalls, o.MaxCalls, o.Budget = 5, 200, 50*time.Millisecond
+		*ingestDur = 300 * time.Millisecond
+		*ingestCli = 4
+	}
+	if *ingestOnly {
+		kinds, *ingest = nil, true
+	}
+	if skipPostgres {
+		fmt.Fprintf(os.Stderr, "callbench: PostgreSQL skipped: %s is not set (eval \"$(../scripts/pg.sh start /tmp/benchpg)\")\n", bench.EnvPostgres)
+		kinds = slices.DeleteFunc(kinds, func(k string) bool { return k == bench.KindPostgres })
+	}
+	dir := *workDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "callbench"); err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+	}
+	o.Dir = dir
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	ctx := context.Background()
+
+	started := time.Now()
+	results := map[string][]bench.Result{} // kind/n → one per run
+	type ingestKey struct {
+		backend string
+		clients int
+	}
+	ingests := map[ingestKey][]bench.IngestResult{}
+	backends := []string{"sqlite"}
+	if !skipPostgres {
+		backends = append(backends, "postgres")
+	}
+	for run := 1; run <= *runs; run++ {
+		for _, n := range sizes {
+			for _, kind := range kinds {
+				t := time.Now()
+				r, err := bench.Measure(ctx, kind, bench.Workload{N: n}, o)
+				if err != nil {
+					log.Fatalf("run %d, n=%d: %v", run, n, err)
+				}
+				key := kind + "/" + strconv.Itoa(n)
+				results[key] = append(results[key], r)
+				fmt.Fprintf(os.Stderr, "run %d n=%d %-9s page p50 %-10v p99 %-10v (%d calls)  record p50 %-9v  expire %-12v  %6.1f B/grant  [%v]\n",
+					run, n, kind, r.PageMedian, r.PageP99, r.PageCalls, r.RecordMedian, r.Expire, r.BytesPerGrant, time.Since(t).Round(time.Millisecond))
+			}
+		}
+		if *ingest {
+			for _, backend := range backends {
+				for _, clients := range []int{*ingestCli, 1} {
+					r, err := bench.RunIngest(ctx, bench.IngestConfig{Backend: backend, Dir: dir, DSN: bench.PostgresDSN(), Clients: clients, Duration: *ingestDur})
+					if err != nil {
+						log.Fatalf("run %d, ingest %s: %v", run, backend, err)
+					}
+					k := ingestKey{backend, clients}
+					ingests[k] = append(ingests[k], r)
+					slices.Sort(r.Notify)
+					fmt.Fprintf(os.Stderr, "run %d ingest %-8s clients=%-3d %8.0f events/s  (%d ok)  to subscriber p50 %v\n",
+						run, backend, clients, r.EventsPerSecond(), r.OK, bench.Percentile(r.Notify, 0.5))
+				}
+			}
+		}
+	}
+
+	var w strings.Builder
+	report(&w, sizes, kinds, results, *runs)
+	if *ingest {
+		fmt.Fprintf(&w, "\n### Webhook ingest on store/sql (signed POST → Record → 200, loopback HTTP)\n\n")
+		fmt.Fprintf(&w, "One permission reply (one grant, new contact) per request; the tracker on store/sql; one subscriber. Median over %d runs of %v each.\n\n", *runs, *ingestDur)
+		fmt.Fprintf(&w, "| backend | clients | events/s | POST→200 p50 | POST→200 p99 | POST start→subscriber p50 | p99 |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, backend := range backends {
+			for _, clients := range []int{*ingestCli, 1} {
+				rs := ingests[ingestKey{backend, clients}]
+				var eps []float64
+				var h50, h99, n50, n99 []time.Duration
+				for _, r := range rs {
+					eps = append(eps, r.EventsPerSecond())
+					slices.Sort(r.HTTP)
+					slices.Sort(r.Notify)
+					h50 = append(h50, bench.Percentile(r.HTTP, 0.5))
+					h99 = append(h99, bench.Percentile(r.HTTP, 0.99))
+					n50 = append(n50, bench.Percentile(r.Notify, 0.5))
+					n99 = append(n99, bench.Percentile(r.Notify, 0.99))
+				}
+				fmt.Fprintf(&w, "| %s | %d | %.0f | %s | %s | %s | %s |\n", backend, clients, medianF(eps),
+					dur(medianD(h50)), dur(medianD(h99)), dur(medianD(n50)), dur(medianD(n99)))
+			}
+		}
+	}
+	fmt.Fprintf(&w, "\nTotal wall time %v.\n", time.Since(started).Round(time.Second))
+	fmt.Print(w.String())
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(w.String()), 0o644); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(map[string]any{"results": results, "ingest": fmtIngest(ingests)}, "", " ")
+		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			log.Fatal(err)
+		}
+	}
+}
+
+func fmtIngest[K comparable](m map[K][]bench.IngestResult) map[string][]map[string]any {
+	out := map[string][]map[string]any{}
+	for k, rs := range m {
+		for _, r := range rs {
+			key := fmt.Sprint(k)
+			out[key] = append(out[key], map[string]any{"sent": r.Sent, "ok": r.OK, "elapsed_ns": r.Elapsed, "events_per_s": r.EventsPerSecond(), "lagged": r.Lagged})
+		}
+	}
+	return out
+}
+
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad size %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func medianD(xs []time.Duration) time.Duration {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func medianF(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func dur(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "–"
+	case d < 10*time.Microsecond:
+		return fmt.Sprintf("%.2f µs", float64(d)/1e3)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.1f ms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func ratio(x, base float64) string {
+	if base <= 0 || math.IsNaN(x) || math.IsNaN(base) || x <= 0 {
+		return "–"
+	}
+	r := x / base
+	switch {
+	case r >= 100:
+		return fmt.Sprintf("%.0f×", r)
+	case r >= 10:
+		return fmt.Sprintf("%.1f×", r)
+	}
+	return fmt.Sprintf("%.2f×", r)
+}
+
+type agg struct {
+	pageP50, pageP99, recP50, recP99, expire, load time.Duration
+	bytes                                          float64
+	calls                                          int
+}
+
+func aggregate(rs []bench.Result) agg {
+	var a agg
+	col := func(f func(bench.Result) time.Duration) time.Duration {
+		var xs []time.Duration
+		for _, r := range rs {
+			xs = append(xs, f(r))
+		}
+		return medianD(xs)
+	}
+	a.pageP50 = col(func(r bench.Result) time.Duration { return r.PageMedian })
+	a.pageP99 = col(func(r bench.Result) time.Duration { return r.PageP99 })
+	a.recP50 = col(func(r bench.Result) time.Duration { return r.RecordMedian })
+	a.recP99 = col(func(r bench.Result) time.Duration { return r.RecordP99 })
+	a.expire = col(func(r bench.Result) time.Duration { return r.Expire })
+	a.load = col(func(r bench.Result) time.Duration { return r.Load })
+	var bs []float64
+	calls := 0
+	for _, r := range rs {
+		bs = append(bs, r.BytesPerGrant)
+		calls += r.PageCalls
+	}
+	a.bytes = medianF(bs)
+	if len(rs) > 0 {
+		a.calls = calls / len(rs)
+	}
+	return a
+}
+
+func report(w io.Writer, sizes []int, kinds []string, results map[string][]bench.Result, runs int) {
+	if len(kinds) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "### Side by side (median of %d runs)\n\n", runs)
+	fmt.Fprintf(w, "Page = first %d callable contacts of the hot channel (80%% of the grants), soonest expiry first; p50/p99 over the calls of one run (calls/run shown). Record = one new grant. Expire = every loaded grant due, each expiry delivered to a subscriber. Memory = HeapInuse delta after GC / grants (in-process alternatives only).\n\n", bench.PageSize)
+	fmt.Fprintf(w, "| grants | alternative | page p50 | page p99 | calls/run | record p50 | record p99 | expire all + events | memory/grant | load |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, n := range sizes {
+		for _, kind := range kinds {
+			a := aggregate(results[kind+"/"+strconv.Itoa(n)])
+			mem := "–"
+			if !math.IsNaN(a.bytes) {
+				mem = fmt.Sprintf("%.0f B", a.bytes)
+			}
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %d | %s | %s | %s | %s | %s |\n", n, kind, dur(a.pageP50), dur(a.pageP99), a.calls,
+				dur(a.recP50), dur(a.recP99), dur(a.expire), mem, dur(a.load))
+		}
+	}
+	if !slices.Contains(kinds, bench.KindCallready) {
+		return
+	}
+	fmt.Fprintf(w, "\n### Ratios (alternative ÷ callready: above 1× callready is faster or smaller)\n\n")
+	var others []string
+	for _, k := range kinds {
+		if k != bench.KindCallready {
+			others = append(others, k)
+		}
+	}
+	fmt.Fprintf(w, "| grants | metric |")
+	for _, k := range others {
+		fmt.Fprintf(w, " %s |", k)
+	}
+	fmt.Fprintf(w, "\n|---:|---|%s\n", strings.Repeat("---:|", len(others)))
+	for _, n := range sizes {
+		cr := aggregate(results[bench.KindCallready+"/"+strconv.Itoa(n)])
+		rows := []struct {
+			name string
+			f    func(agg) float64
+		}{
+			{"page p50", func(a agg) float64 { return float64(a.pageP50) }},
+			{"page p99", func(a agg) float64 { return float64(a.pageP99) }},
+			{"record p50", func(a agg) float64 { return float64(a.recP50) }},
+			{"expire all", func(a agg) float64 { return float64(a.expire) }},
+			{"memory/grant", func(a agg) float64 { return a.bytes }},
+		}
+		for _, row := range rows {
+			fmt.Fprintf(w, "| %d | %s |", n, row.name)
+			for _, k := range others {
+				fmt.Fprintf(w, " %s |", ratio(row.f(aggregate(results[k+"/"+strconv.Itoa(n)])), row.f(cr)))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}
