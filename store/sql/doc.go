@@ -88,8 +88,25 @@
 // that appends past them deletes the oldest, and Changes before them
 // returns store.ErrCompacted.
 //
+// On PostgreSQL Tx.GetMany (store.GetManyTx) reads a whole batch of pairs
+// with one SELECT … WHERE (channel, contact) IN (…) FOR UPDATE per 500
+// keys; on SQLite without FOR UPDATE, the write transaction being
+// exclusive already.
+//
+// # Change notifications
+//
 // Store implements store.Notifier by polling the meta row every
-// Config.PollInterval, which also sees other processes' commits.
+// Config.PollInterval, which also sees other processes' commits: enough
+// for several trackers on one SQLite file, and the fallback everywhere.
+//
+// On PostgreSQL every transaction that appends changes also runs
+// SELECT pg_notify(channel, last revision as decimal text) in the same
+// transaction: the server delivers it at commit, in commit order, and never
+// for rolled-back work. The channel is Store.NotifyChannel, derived from
+// the table prefix ("callready_" → "callready_changes"; schema-qualified or
+// long prefixes get a hash suffix, so it stays an identifier of at most 63
+// bytes). Package pglisten LISTENs on it with pgx and implements Wait with
+// it; a notification is only a hint to read the log, which stays the truth.
 //
 // # Migrations
 //

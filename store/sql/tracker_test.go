@@ -384,3 +384,62 @@ func TestNotifier(t *testing.T) {
 		require.True(t, errors.Is(n.Wait(ctx, 0), store.ErrClosed))
 	})
 }
+
+// TestSharedSQLite: two trackers on one SQLite file, each with its own
+// pool (as two processes on one machine would), follow each other through
+// sqlstore's polling Wait: the trackers' own PollInterval is a minute, so
+// only Wait's 10 ms polling can carry the changes within the test's
+// timeouts. Expiry is recorded once.
+func TestSharedSQLite(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	clk := clock.NewMock()
+	clk.Set(t0)
+	open := func() *permission.Tracker {
+		st, err := sqlstore.Open(ctx, openSQLiteDB(t, path), sqlstore.Config{PollInterval: 10 * time.Millisecond})
+		require.NoError(t, err)
+		t.Cleanup(func() { st.Close() })
+		tr, err := permission.New(ctx, permission.Config{Store: st, Clock: clk, Shared: true, PollInterval: time.Minute})
+		require.NoError(t, err)
+		t.Cleanup(func() { tr.Close() })
+		tr.Start()
+		return tr
+	}
+	a, b := open(), open()
+	subA, err := a.Subscribe(permission.SubscribeOptions{After: a.Revision()})
+	require.NoError(t, err)
+	subB, err := b.Subscribe(permission.SubscribeOptions{After: b.Revision()})
+	require.NoError(t, err)
+	next := func(sub *permission.Subscription) permission.Change {
+		t.Helper()
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := sub.Next(tctx)
+		require.NoError(t, err)
+		return c
+	}
+
+	_, err = a.Record(ctx, grant("u1", t0, time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, "u1", next(subB).Entry.Contact)
+	require.Equal(t, []string{"u1"}, eligible(t, b))
+	_, err = b.Record(ctx, grant("u2", t0, 0))
+	require.NoError(t, err)
+	require.Equal(t, "u1", next(subA).Entry.Contact)
+	require.Equal(t, "u2", next(subA).Entry.Contact)
+	require.Equal(t, "u2", next(subB).Entry.Contact)
+	require.Equal(t, []string{"u1", "u2"}, eligible(t, a))
+
+	na, err := a.Sweep(ctx, t0.Add(time.Hour))
+	require.NoError(t, err)
+	nb, err := b.Sweep(ctx, t0.Add(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1, na+nb, "the expiry is recorded once")
+	for _, sub := range []*permission.Subscription{subA, subB} {
+		c := next(sub)
+		require.Equal(t, permission.Expired, c.Type)
+		require.Equal(t, "u1", c.Entry.Contact)
+	}
+	require.Equal(t, a.Revision(), b.Revision())
+}
