@@ -170,6 +170,10 @@ type channelJSON struct {
 func (s *server) listChannels(w http.ResponseWriter, r *http.Request) {
 	out := []channelJSON{}
 	now := s.clock.Now()
+	if err := s.inbox.reload(r.Context()); err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
 	for _, c := range s.inbox.channelList() {
 		n, soon := s.tracker.Count(c.Channel, now, 24*time.Hour)
 		out = append(out, channelJSON{Channel: c.Channel, Display: c.Display, Callable: n, Expiring24h: soon})
@@ -181,7 +185,7 @@ func (s *server) listChannels(w http.ResponseWriter, r *http.Request) {
 // server has heard of.
 func (s *server) channelOr404(w http.ResponseWriter, r *http.Request) (string, bool) {
 	ch := r.PathValue("channel")
-	if !s.inbox.knownChannel(ch) {
+	if !s.inbox.knownChannel(r.Context(), ch) {
 		writeError(w, http.StatusNotFound, "unknown channel "+strconv.Quote(ch))
 		return "", false
 	}

@@ -431,7 +431,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, known)
 	assert.Equal(t, "Sheena Nelson", name)
-	assert.True(t, s.inbox.knownChannel(chA.id))
+	assert.True(t, s.inbox.knownChannel(ctx, chA.id))
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

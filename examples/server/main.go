@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		webhookLog = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	srv, err := newServer(ctx, serverOptions{
-		DB: db, Postgres: postgres, Logger: log, WebhookLogger: webhookLog,
+		DB: db, Postgres: postgres, DSN: cfg.DB, Logger: log, WebhookLogger: webhookLog,
 		AppSecret: cfg.AppSecret, VerifyToken: cfg.VerifyToken, APIToken: cfg.APIToken,
 	})
 	if err != nil {

@@ -67,24 +67,58 @@ var inboxSchema = []string{
 // openInbox creates the tables when missing and loads the channel list.
 func openInbox(ctx context.Context, db *sql.DB, postgres bool) (*inbox, error) {
 	in := &inbox{db: db, postgres: postgres, channels: make(map[string]string)}
-	for _, q := range inboxSchema {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return nil, fmt.Errorf("inbox schema: %w", err)
-		}
+	if err := createInboxSchema(ctx, db, postgres); err != nil {
+		return nil, fmt.Errorf("inbox schema: %w", err)
 	}
-	rows, err := db.QueryContext(ctx, `SELECT channel, display_phone_number FROM server_channels`)
+	return in, in.reload(ctx)
+}
+
+// reload reads the channels from the database: other servers on the same
+// database learn channels too.
+func (in *inbox) reload(ctx context.Context) error {
+	rows, err := in.db.QueryContext(ctx, `SELECT channel, display_phone_number FROM server_channels`)
 	if err != nil {
-		return nil, fmt.Errorf("inbox: loading channels: %w", err)
+		return fmt.Errorf("inbox: loading channels: %w", err)
 	}
 	defer rows.Close()
+	channels := make(map[string]string)
 	for rows.Next() {
 		var id, display string
 		if err := rows.Scan(&id, &display); err != nil {
-			return nil, err
+			return err
 		}
-		in.channels[id] = display
+		channels[id] = display
 	}
-	return in, rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	in.mu.Lock()
+	in.channels = channels
+	in.mu.Unlock()
+	return nil
+}
+
+// createInboxSchema creates the inbox tables in one transaction. On
+// PostgreSQL an advisory lock serializes servers starting together on a
+// fresh database: concurrent CREATE TABLE IF NOT EXISTS can otherwise fail
+// on the catalog's unique index.
+func createInboxSchema(ctx context.Context, db *sql.DB, postgres bool) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if postgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext('callready server_ schema'))"); err != nil {
+			return err
+		}
+	}
+	for _, q := range inboxSchema {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // q rewrites ? placeholders as $1, $2, … for PostgreSQL.
@@ -234,10 +268,18 @@ func (in *inbox) channelList() []channelInfo {
 	return out
 }
 
-func (in *inbox) knownChannel(channel string) bool {
+// knownChannel reports whether the server has heard of channel, asking
+// the database when the cache has not (another server may have).
+func (in *inbox) knownChannel(ctx context.Context, channel string) bool {
+	in.mu.RLock()
+	_, ok := in.channels[channel]
+	in.mu.RUnlock()
+	if ok || in.reload(ctx) != nil {
+		return ok
+	}
 	in.mu.RLock()
 	defer in.mu.RUnlock()
-	_, ok := in.channels[channel]
+	_, ok = in.channels[channel]
 	return ok
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -13,14 +14,19 @@ import (
 	"github.com/benbjohnson/clock"
 
 	"github.com/callready/callready/permission"
-	sqlstore "github.com/callready/callready/store/sql"
+	"github.com/callready/callready/store"
+	"github.com/callready/callready/store/sql/pglisten"
 )
 
 // serverOptions is what the server is built from. main fills it from the
 // configuration; tests pass a mock clock and a temporary database.
 type serverOptions struct {
-	DB          *sql.DB
-	Postgres    bool        // DB is PostgreSQL (else SQLite)
+	DB       *sql.DB
+	Postgres bool // DB is PostgreSQL (else SQLite)
+	// DSN, for PostgreSQL, opens the LISTEN connection of the change feed,
+	// so several servers on one database share one live list. Empty: this
+	// server is the database's only writer.
+	DSN         string
 	Clock       clock.Clock // default: the system clock
 	AppSecret   string
 	VerifyToken string
@@ -44,7 +50,7 @@ type server struct {
 	opts    serverOptions
 	clock   clock.Clock
 	log     *slog.Logger
-	store   *sqlstore.Store
+	store   io.Closer // the permission store (and its change feed)
 	tracker *permission.Tracker
 	inbox   *inbox
 	metrics *metrics
@@ -82,17 +88,29 @@ func newServer(ctx context.Context, o serverOptions) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var ps store.Store = st
 	s.store = st
+	shared := false
+	if o.Postgres && o.DSN != "" {
+		// Other servers may write to this database: follow its change log,
+		// woken by NOTIFY.
+		feed, err := pglisten.New(ctx, st, pglisten.Config{ConnString: o.DSN, Logger: o.Logger})
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("change feed: %w", err)
+		}
+		ps, s.store, shared = feed, feed, true
+	}
 	s.tracker, err = permission.New(ctx, permission.Config{
-		Store: st, Clock: o.Clock, Limits: limits, Logger: o.Logger,
+		Store: ps, Clock: o.Clock, Limits: limits, Logger: o.Logger, Shared: shared,
 	})
 	if err != nil {
-		st.Close()
+		s.store.Close()
 		return nil, err
 	}
 	fail := func(err error) (*server, error) {
 		s.tracker.Close()
-		st.Close()
+		s.store.Close()
 		return nil, err
 	}
 	if s.inbox, err = openInbox(ctx, o.DB, o.Postgres); err != nil {
