@@ -103,6 +103,7 @@ func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, 
 	if c == nil {
 		return page, nil
 	}
+	page.Entries = make([]Entry, 0, min(q.Limit, len(c.slots)))
 	var last item
 	more := false
 	visit := func(it item) bool {
