@@ -164,7 +164,7 @@ func (x *index) nextExpiry() (time.Time, bool) {
 
 // due returns up to limit entries whose expiry is at or before now.
 func (x *index) due(now time.Time, limit int) []Entry {
-	var out []Entry
+	out := make([]Entry, 0, min(limit, x.expiry.Len()))
 	n := now.UnixNano()
 	x.expiry.Ascend(func(it item) bool {
 		if it.k1 > n || len(out) >= limit {

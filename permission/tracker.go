@@ -239,7 +239,7 @@ func (t *Tracker) Sweep(ctx context.Context, now time.Time) (int, error) {
 		if len(due) == 0 {
 			return total, nil
 		}
-		r := &request{now: now, expire: due, done: make(chan struct{})}
+		r := &request{now: now, expire: due, changes: make([]Change, 0, len(due)), done: make(chan struct{})}
 		if err := t.submit(ctx, r); err != nil {
 			return total, err
 		}
