@@ -350,31 +350,7 @@ func (s *Store) Load(ctx context.Context, fn func(store.Key, store.State) error)
 		if err := q.QueryRowContext(ctx, s.qMetaRead).Scan(&rev); err != nil {
 			return fmt.Errorf("sqlstore: reading the revision: %w", err)
 		}
-		rows, err := q.QueryContext(ctx, s.qLoad)
-		if err != nil {
-			return fmt.Errorf("sqlstore: loading pairs: %w", err)
-		}
-		defer rows.Close()
-		var k store.Key
-		var r stateRow
-		dest := append([]any{&k.Channel, &k.Contact}, r.dest()...)
-		for rows.Next() {
-			r = stateRow{}
-			if err := rows.Scan(dest...); err != nil {
-				return fmt.Errorf("sqlstore: loading pairs: %w", err)
-			}
-			st, err := r.state()
-			if err != nil {
-				return err
-			}
-			if err := fn(k, st); err != nil {
-				return err
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("sqlstore: loading pairs: %w", err)
-		}
-		return nil
+		return scanPairs(ctx, q, "loading pairs", s.qLoad, nil, fn)
 	})
 	if err != nil {
 		return 0, err
@@ -528,9 +504,18 @@ func (t *tx) GetMany(ctx context.Context, keys []store.Key) (map[store.Key]store
 }
 
 func (t *tx) getMany(ctx context.Context, query string, args []any, out map[store.Key]store.State) error {
-	rows, err := t.q.QueryContext(ctx, query, args...)
+	return scanPairs(ctx, t.q, "reading pairs", query, args, func(k store.Key, st store.State) error {
+		out[k] = st
+		return nil
+	})
+}
+
+// scanPairs runs a query selecting channel, contact and the state columns,
+// and calls fn for each row.
+func scanPairs(ctx context.Context, q querier, what, query string, args []any, fn func(store.Key, store.State) error) error {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("sqlstore: reading pairs: %w", err)
+		return fmt.Errorf("sqlstore: %s: %w", what, err)
 	}
 	defer rows.Close()
 	var k store.Key
@@ -539,16 +524,18 @@ func (t *tx) getMany(ctx context.Context, query string, args []any, out map[stor
 	for rows.Next() {
 		r = stateRow{}
 		if err := rows.Scan(dest...); err != nil {
-			return fmt.Errorf("sqlstore: reading pairs: %w", err)
+			return fmt.Errorf("sqlstore: %s: %w", what, err)
 		}
 		st, err := r.state()
 		if err != nil {
 			return err
 		}
-		out[k] = st
+		if err := fn(k, st); err != nil {
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sqlstore: reading pairs: %w", err)
+		return fmt.Errorf("sqlstore: %s: %w", what, err)
 	}
 	return nil
 }
