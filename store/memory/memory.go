@@ -66,6 +66,8 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// tx has no GetMany (store.GetManyTx): reads here cost no round trip, and
+// batching them would only add maps.
 type tx struct {
 	s       *Store
 	puts    map[store.Key]store.State
@@ -81,17 +83,6 @@ func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
 		return store.State{}, store.ErrNotFound // hot path: new pairs are common
 	}
 	return rec.state(), nil
-}
-
-// GetMany implements store.GetManyTx.
-func (t *tx) GetMany(ctx context.Context, keys []store.Key) (map[store.Key]store.State, error) {
-	out := make(map[store.Key]store.State, len(keys))
-	for _, k := range keys {
-		if st, err := t.Get(ctx, k); err == nil {
-			out[k] = st
-		}
-	}
-	return out, nil
 }
 
 func (t *tx) Put(ctx context.Context, k store.Key, st store.State) error {
