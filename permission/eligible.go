@@ -92,7 +92,7 @@ func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, 
 		after = &it
 	}
 	horizon := int64(never)
-	if q.ExpiringWithin > 0 {
+	if q.ExpiringWithin > 0 && int64(q.ExpiringWithin) < never-now {
 		horizon = now + int64(q.ExpiringWithin)
 	}
 
@@ -188,7 +188,11 @@ func (t *Tracker) Count(channel string, now time.Time, within time.Duration) (ca
 	if now.IsZero() {
 		now = t.clock.Now()
 	}
-	n, horizon := now.UnixNano(), now.Add(within).UnixNano()
+	n := now.UnixNano()
+	horizon := int64(never)
+	if int64(within) < never-n {
+		horizon = n + int64(within)
+	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	c := t.idx.channel(channel, false)

@@ -178,6 +178,7 @@ func statusReason(s Status) Reason {
 func limitsAt(s *store.State, now time.Time, c LimitsConfig) Limits {
 	var l Limits
 	sum := summarize(s)
+	reset := sum.lastConnected(now)
 	var calls, dayReqs, weekReqs []time.Time
 	for _, at := range sum.connectedOut {
 		if !at.After(now) && now.Sub(at) < c.CallWindow {
@@ -185,12 +186,12 @@ func limitsAt(s *store.State, now time.Time, c LimitsConfig) Limits {
 		}
 	}
 	for _, at := range sum.unanswered {
-		if at.After(sum.lastConnected) && !at.After(now) {
+		if at.After(reset) && !at.After(now) {
 			l.UnansweredStreak++
 		}
 	}
 	for _, at := range sum.requests {
-		if !at.After(sum.lastConnected) || at.After(now) {
+		if !at.After(reset) || at.After(now) {
 			continue
 		}
 		if now.Sub(at) < week {
@@ -245,7 +246,7 @@ func activityOf(s *store.State, c LimitsConfig) *pairActivity {
 		a.calls = append(a.calls, at.UnixNano())
 	}
 	for _, at := range sum.unanswered {
-		if at.After(sum.lastConnected) {
+		if at.After(sum.lastConnected(time.Time{})) {
 			a.streak++
 		}
 	}

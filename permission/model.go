@@ -3,6 +3,7 @@ package permission
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -220,4 +221,11 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 	return e, nil
 }
 
-func fitsNanos(t time.Time) bool { return time.Unix(0, t.UnixNano()).Equal(t) }
+// fitsNanos reports whether t is an index key: representable in unix
+// nanoseconds, strictly inside the int64 range, whose ends the index
+// reserves (math.MaxInt64 marks permanent entries, and grant times are
+// negated).
+func fitsNanos(t time.Time) bool {
+	n := t.UnixNano()
+	return n > math.MinInt64 && n < math.MaxInt64 && time.Unix(0, n).Equal(t)
+}

@@ -21,41 +21,65 @@ import (
 const DefaultPollInterval = time.Second
 
 // catchUp applies every change committed after the last one applied. For
-// each page of changes it reads the current state of the pairs involved, so
-// the index also gets what change rows do not carry (call activity).
+// the pairs a page of changes names it reads their current state, so the
+// index also gets what change rows do not carry (call activity). A state
+// read that way may already hold a later change: the page is then extended
+// up to that change, so the index never reflects a revision beyond the one
+// it reports (list, then watch, must neither miss nor repeat a change).
 func (t *Tracker) catchUp(ctx context.Context) error {
 	t.followMu.Lock()
 	defer t.followMu.Unlock()
 	for {
-		page, err := t.store.Changes(ctx, t.applied, 1000)
-		if errors.Is(err, store.ErrCompacted) {
-			return t.relist(ctx)
-		}
-		if err != nil {
+		page, err := t.changesAfter(ctx, t.applied, 1000)
+		if err != nil || len(page) == 0 {
 			return err
 		}
-		if len(page) == 0 {
-			return nil
+		states := map[store.Key]*store.State{}
+		for read := 0; read < len(page); {
+			covered := page[len(page)-1].Revision
+			newest := covered
+			for _, sc := range page[read:] { // pairs named since the last read
+				st, err := t.store.Get(ctx, sc.Key)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				states[sc.Key] = &st
+				newest = max(newest, st.Revision)
+			}
+			read = len(page)
+			if newest > covered {
+				more, err := t.store.Changes(ctx, covered, int(newest-covered))
+				if errors.Is(err, store.ErrCompacted) {
+					return t.relist(ctx)
+				}
+				if err != nil {
+					return err
+				}
+				page = append(page, more...)
+			}
 		}
 		now := t.clock.Now()
-		var states []keyState
-		seen := make(map[store.Key]bool, len(page))
+		ks := make([]keyState, 0, len(states))
+		for k, st := range states {
+			ks = append(ks, keyState{k, st, now})
+		}
 		changes := make([]Change, len(page))
 		for i, sc := range page {
 			changes[i] = fromStore(sc)
-			if seen[sc.Key] {
-				continue
-			}
-			seen[sc.Key] = true
-			st, err := t.store.Get(ctx, sc.Key)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			states = append(states, keyState{sc.Key, &st, now})
 		}
-		t.applyToIndex(states, changes)
+		t.applyToIndex(ks, changes)
 		t.applied = page[len(page)-1].Revision
 	}
+}
+
+// changesAfter reads the change log, re-listing when it is compacted past
+// what this tracker applied.
+func (t *Tracker) changesAfter(ctx context.Context, after int64, limit int) ([]store.Change, error) {
+	page, err := t.store.Changes(ctx, after, limit)
+	if errors.Is(err, store.ErrCompacted) {
+		return nil, t.relist(ctx)
+	}
+	return page, err
 }
 
 // relist rebuilds the index from the store when the change log no longer
@@ -65,11 +89,7 @@ func (t *Tracker) relist(ctx context.Context) error {
 	idx := newIndex()
 	now := t.clock.Now()
 	rev, err := t.store.Load(ctx, func(k store.Key, s store.State) error {
-		e, ok := entryAt(k, &s, now)
-		if !ok {
-			e, ok = pendingExpiry(k, &s, now)
-		}
-		if ok {
+		if e, ok := indexEntry(k, &s, now); ok {
 			idx.set(k.Channel, k.Contact, e, activityOf(&s, t.cfg.Limits))
 		}
 		return nil

@@ -139,10 +139,21 @@ func mergeActivity(s *store.State, a store.Activity) bool {
 // request once, by id, at its earliest report; a call reported both
 // unanswered and connected (a status, then a terminate) counts as connected.
 type summary struct {
-	connectedOut  []time.Time // business calls picked up, ascending
-	unanswered    []time.Time // business calls not picked up, ascending
-	requests      []time.Time // permission requests sent, ascending
-	lastConnected time.Time   // newest connected call, either direction
+	connectedOut []time.Time // business calls picked up, ascending
+	unanswered   []time.Time // business calls not picked up, ascending
+	requests     []time.Time // permission requests sent, ascending
+	connected    []time.Time // connected calls, either direction, ascending
+}
+
+// lastConnected is the newest connected call at or before now (any, when
+// now is zero): request windows and the unanswered streak restart there.
+func (sum summary) lastConnected(now time.Time) time.Time {
+	for i := len(sum.connected) - 1; i >= 0; i-- {
+		if now.IsZero() || !sum.connected[i].After(now) {
+			return sum.connected[i]
+		}
+	}
+	return time.Time{}
 }
 
 func summarize(s *store.State) summary {
@@ -164,9 +175,9 @@ func summarize(s *store.State) summary {
 		switch a.Kind {
 		case actCallOut:
 			sum.connectedOut = append(sum.connectedOut, a.At)
-			sum.lastConnected = later(sum.lastConnected, a.At)
+			sum.connected = append(sum.connected, a.At)
 		case actCallIn:
-			sum.lastConnected = later(sum.lastConnected, a.At)
+			sum.connected = append(sum.connected, a.At)
 		case actCallMissed:
 			if _, picked := first[[2]string{actCallOut, a.ID}]; !picked {
 				sum.unanswered = append(sum.unanswered, a.At)

@@ -66,6 +66,10 @@ func (s *Subscription) Next(ctx context.Context) (Change, error) {
 			return c, err
 		}
 		s.mu.Lock()
+		if err := s.err; errors.Is(err, ErrClosed) {
+			s.mu.Unlock()
+			return Change{}, err // closed: nothing more, buffered or not
+		}
 		for len(s.buf) > 0 {
 			c := s.buf[0]
 			s.buf[0] = Change{}

@@ -95,8 +95,9 @@ type Tracker struct {
 	done      chan struct{} // closed by Close
 	ctx       context.Context
 	cancel    context.CancelFunc // cancels ctx, which background work runs under
+	lifeMu    sync.Mutex         // orders Start's goroutines against Close
+	started   bool
 	closeOnce sync.Once
-	startOnce sync.Once
 	wg        sync.WaitGroup
 
 	armedHook func(next time.Time, ok bool) // tests: the expiry loop is waiting for next
@@ -152,11 +153,7 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	now := t.clock.Now()
 	rev, err := t.store.Load(ctx, func(k store.Key, s store.State) error {
-		e, ok := entryAt(k, &s, now)
-		if !ok {
-			e, ok = pendingExpiry(k, &s, now) // kept so the sweep records it
-		}
-		if ok {
+		if e, ok := indexEntry(k, &s, now); ok {
 			t.idx.set(k.Channel, k.Contact, e, activityOf(&s, cfg.Limits))
 		}
 		return nil
@@ -250,7 +247,10 @@ func (t *Tracker) Sweep(ctx context.Context, now time.Time) (int, error) {
 			}
 		}
 		total += expired
-		if len(due) < t.cfg.SweepBatch {
+		// A short batch was the last; a batch that recorded nothing held
+		// only entries another tracker had expired (now dropped): stop
+		// rather than spin, the next wake-up sweeps the rest.
+		if len(due) < t.cfg.SweepBatch || expired == 0 {
 			return total, nil
 		}
 	}
@@ -261,19 +261,18 @@ func (t *Tracker) Sweep(ctx context.Context, now time.Time) (int, error) {
 // once at start. With Config.Shared it also starts the change-log follower.
 // Calling Start more than once has no further effect.
 func (t *Tracker) Start() {
-	t.startOnce.Do(func() {
-		select {
-		case <-t.done:
-			return
-		default:
-		}
+	t.lifeMu.Lock()
+	defer t.lifeMu.Unlock()
+	if t.started || t.closed() {
+		return
+	}
+	t.started = true
+	t.wg.Add(1)
+	go t.expiryLoop()
+	if t.cfg.Shared {
 		t.wg.Add(1)
-		go t.expiryLoop()
-		if t.cfg.Shared {
-			t.wg.Add(1)
-			go t.followLoop()
-		}
-	})
+		go t.followLoop()
+	}
 }
 
 // Close stops the expiry loop and waits for it, ends every subscription
@@ -281,7 +280,9 @@ func (t *Tracker) Start() {
 // the store. Close is idempotent.
 func (t *Tracker) Close() error {
 	t.closeOnce.Do(func() {
+		t.lifeMu.Lock()
 		close(t.done)
+		t.lifeMu.Unlock()
 		t.cancel()
 		t.subMu.Lock()
 		for s := range t.subs {
@@ -512,6 +513,7 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 		if err := t.catchUp(wctx); err != nil {
 			t.log.Warn("callready: reading the change log after a write failed; the follower will retry", "err", err)
 		}
+		t.dropSwept(batch)
 		for _, r := range batch {
 			close(r.done)
 		}
@@ -561,6 +563,37 @@ func prefetch(ctx context.Context, gm store.GetManyTx, batch []*request, add fun
 	return nil
 }
 
+// dropSwept removes from the index the due entries a sweep found already
+// expired in the store (another tracker recorded the expiry, so no change
+// of this batch names them), unless a newer grant replaced them meanwhile.
+func (t *Tracker) dropSwept(batch []*request) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range batch {
+		for _, e := range r.expire {
+			c := t.idx.channel(e.Channel, false)
+			if c == nil {
+				continue
+			}
+			if s := c.slots[e.Contact]; s != nil && s.expires == e.ExpiresAt.UnixNano() {
+				t.idx.remove(e.Channel, e.Contact)
+			}
+		}
+	}
+}
+
+// indexEntry is the entry the index holds for a pair at now: the callable
+// entry, or a temporary one that reached its expiry but whose expiry is not
+// recorded yet (left for the sweep). An expiry already recorded is never
+// undone by a clock that is behind it.
+func indexEntry(k store.Key, s *store.State, now time.Time) (Entry, bool) {
+	now = later(now, s.ExpiryNoted)
+	if e, ok := entryAt(k, s, now); ok {
+		return e, true
+	}
+	return pendingExpiry(k, s, now)
+}
+
 type keyState struct {
 	key   store.Key
 	state *store.State
@@ -574,10 +607,7 @@ func (t *Tracker) applyToIndex(states []keyState, changes []Change) {
 	var earliest time.Time
 	t.mu.Lock()
 	for _, ks := range states {
-		e, ok := entryAt(ks.key, ks.state, ks.now)
-		if !ok {
-			e, ok = pendingExpiry(ks.key, ks.state, ks.now) // left for the sweep
-		}
+		e, ok := indexEntry(ks.key, ks.state, ks.now)
 		if ok {
 			t.idx.set(ks.key.Channel, ks.key.Contact, e, activityOf(ks.state, t.cfg.Limits))
 		} else {
@@ -604,23 +634,27 @@ func (t *Tracker) applyToIndex(states []keyState, changes []Change) {
 // the expiry of a grant that ran out before the event, then the event's own.
 func (t *Tracker) apply(r *request, p *pending, e Event, emit func(*request, *pending, Change) error) error {
 	s := &p.state
-	if ex, ok := pendingExpiry(p.key, s, r.now); ok {
+	// Never judge a pair at an instant before an expiry already recorded
+	// (by a sweep that ran at a later now, here or in another tracker):
+	// the grant would look callable again.
+	now := later(r.now, s.ExpiryNoted)
+	if ex, ok := pendingExpiry(p.key, s, now); ok {
 		s.ExpiryNoted = ex.ExpiresAt
 		if err := emit(r, p, Change{Type: Expired, At: ex.ExpiresAt, Entry: ex}); err != nil {
 			return err
 		}
 	}
-	before, had := t.entryWithLimits(p.key, s, r.now)
+	before, had := t.entryWithLimits(p.key, s, now)
 	if !merge(s, e, t.cfg.TTL, !e.noCallback) {
 		return nil
 	}
 	p.dirty = true
 	// A late grant that ran out before now was never callable: note its
 	// expiry silently so no sweep reports it.
-	if _, ok := pendingExpiry(p.key, s, r.now); ok {
+	if _, ok := pendingExpiry(p.key, s, now); ok {
 		s.ExpiryNoted = s.Temporary.ExpiresAt
 	}
-	after, has := t.entryWithLimits(p.key, s, r.now)
+	after, has := t.entryWithLimits(p.key, s, now)
 	if c, ok := transition(before, after, had, has, s, e.At); ok {
 		return emit(r, p, c)
 	}
