@@ -1,3 +1,5 @@
+// Regression tests from a review of the tracker: each test's comment
+// describes the bug it guards against (all fixed).
 package permission
 
 import (
