@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/callready/callready/store"
@@ -119,11 +120,7 @@ func explain(k store.Key, s *store.State, now time.Time, lc LimitsConfig) Explan
 }
 
 func sortEvidence(ev []Evidence) {
-	for i := 1; i < len(ev); i++ {
-		for j := i; j > 0 && ev[j].At.Before(ev[j-1].At); j-- {
-			ev[j], ev[j-1] = ev[j-1], ev[j]
-		}
-	}
+	slices.SortStableFunc(ev, func(a, b Evidence) int { return a.At.Compare(b.At) })
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

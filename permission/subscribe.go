@@ -137,7 +137,8 @@ func (s *Subscription) Close() {
 	s.end(ErrClosed)
 }
 
-// Revision returns the revision of the last change delivered.
+// Revision returns the revision of the last change delivered. Call it from
+// the goroutine that calls Next.
 func (s *Subscription) Revision() int64 { return s.last }
 
 func (s *Subscription) end(err error) {
