@@ -528,6 +528,23 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 	for _, r := range batch {
 		changes = append(changes, r.changes...)
 	}
+	if len(changes) > 0 && changes[0].Revision != t.Revision()+1 {
+		// Revisions this tracker never applied were committed: a write
+		// reported as failed that the store committed anyway, or another
+		// writer. Follow the log over the gap, this batch included, so
+		// nothing committed stays out of the list or unpublished.
+		t.followMu.Lock()
+		t.applied = t.Revision()
+		t.followMu.Unlock()
+		err := t.catchUp(wctx)
+		if err == nil {
+			for _, r := range batch {
+				close(r.done)
+			}
+			return
+		}
+		t.log.Warn("callready: reading the change log over a revision gap failed", "err", err)
+	}
 	t.applyToIndex(applied, changes)
 	for _, r := range batch {
 		close(r.done)

@@ -328,3 +328,39 @@ func TestNewNeedsStore(t *testing.T) {
 	_, err := New(context.Background(), Config{})
 	require.Error(t, err)
 }
+
+// ambiguousStore commits, then reports a failure: what a database does when
+// the connection drops after COMMIT reached it.
+type ambiguousStore struct {
+	*memory.Store
+	lie bool
+}
+
+func (s *ambiguousStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if err := s.Store.Update(ctx, fn); err != nil {
+		return err
+	}
+	if s.lie {
+		s.lie = false
+		return errDown
+	}
+	return nil
+}
+
+func TestCommitReportedFailedIsCaughtUp(t *testing.T) {
+	as := &ambiguousStore{Store: memory.New(memory.Config{})}
+	f := newFixture(t, Config{Store: as})
+	sub, err := f.tr.Subscribe(SubscribeOptions{})
+	require.NoError(t, err)
+	as.lie = true
+	_, err = f.tr.Record(f.ctx, grant("u1", t0))
+	require.ErrorIs(t, err, errDown)
+	assert.Empty(t, f.callable(t0), "the tracker believes the write failed")
+
+	// The next write reveals the revision gap: the tracker reads the log.
+	f.record(grant("u2", t0))
+	assert.ElementsMatch(t, []string{"u1", "u2"}, f.callable(t0))
+	assert.Equal(t, "u1", next(t, sub).Entry.Contact)
+	assert.Equal(t, "u2", next(t, sub).Entry.Contact)
+	assert.Equal(t, int64(2), f.tr.Revision())
+}

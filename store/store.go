@@ -108,7 +108,10 @@ type Tx interface {
 	// Put replaces the pair's state.
 	Put(ctx context.Context, key Key, s State) error
 	// Append adds c to the change log and returns the revision assigned to
-	// it. Revisions are positive and increase in commit order.
+	// it. Revisions are positive and increase in commit order. Gap-free
+	// revisions (as memory and sqlstore assign) let a tracker notice a
+	// commit it did not see (one reported as failed that went through) and
+	// read it from the log; with gaps it re-reads the log after each one.
 	Append(ctx context.Context, c Change) (int64, error)
 }
 
