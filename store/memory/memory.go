@@ -66,18 +66,23 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// tx has no GetMany (store.GetManyTx): reads here cost no round trip, and
-// batching them would only add maps.
+// tx writes through to the store's map (Update holds the write lock) and
+// keeps what it overwrote, to put it back if fn fails: no staging map to
+// build and search. It has no GetMany (store.GetManyTx): reads here cost
+// no round trip.
 type tx struct {
 	s       *Store
-	puts    map[store.Key]store.State
+	undo    []undo
 	changes []store.Change
 }
 
+type undo struct {
+	key     store.Key
+	prev    record
+	existed bool
+}
+
 func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
-	if st, ok := t.puts[k]; ok {
-		return cloneState(st), nil
-	}
 	rec, ok := t.s.pairs[k]
 	if !ok {
 		return store.State{}, store.ErrNotFound // hot path: new pairs are common
@@ -89,7 +94,9 @@ func (t *tx) Put(ctx context.Context, k store.Key, st store.State) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	t.puts[k] = cloneState(st)
+	prev, existed := t.s.pairs[k]
+	t.undo = append(t.undo, undo{k, prev, existed})
+	t.s.pairs[k] = compact(st)
 	return nil
 }
 
@@ -100,6 +107,18 @@ func (t *tx) Append(ctx context.Context, c store.Change) (int64, error) {
 	c.Revision = t.s.revision + int64(len(t.changes)) + 1
 	t.changes = append(t.changes, c)
 	return c.Revision, nil
+}
+
+// rollback restores what the transaction overwrote, newest first.
+func (t *tx) rollback() {
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		u := t.undo[i]
+		if u.existed {
+			t.s.pairs[u.key] = u.prev
+		} else {
+			delete(t.s.pairs, u.key)
+		}
+	}
 }
 
 // Update runs fn under the store's write lock; its writes are applied only
@@ -113,12 +132,10 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if s.closed {
 		return store.ErrClosed
 	}
-	t := &tx{s: s, puts: make(map[store.Key]store.State, 16)}
+	t := &tx{s: s}
 	if err := fn(t); err != nil {
+		t.rollback()
 		return err
-	}
-	for k, st := range t.puts {
-		s.pairs[k] = compact(st)
 	}
 	for _, c := range t.changes {
 		s.appendLocked(c)
@@ -262,7 +279,7 @@ func compact(s store.State) record {
 		noted: nanos(s.ExpiryNoted), rev: s.Revision,
 		tSrc: s.Temporary.Source, tID: s.Temporary.EventID, pSrc: s.Permanent.Source, pID: s.Permanent.EventID,
 		rReason: s.Revoked.Reason, rID: s.Revoked.EventID,
-		act: slices.Clip(s.Activity),
+		act: slices.Clone(s.Activity), // the caller keeps its slice
 	}
 }
 
