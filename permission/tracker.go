@@ -524,7 +524,11 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 	for i, p := range order {
 		applied[i] = keyState{p.key, &p.state, p.now}
 	}
-	var changes []Change
+	n := 0
+	for _, r := range batch {
+		n += len(r.changes)
+	}
+	changes := make([]Change, 0, n)
 	for _, r := range batch {
 		changes = append(changes, r.changes...)
 	}
