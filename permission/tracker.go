@@ -507,6 +507,11 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 		return
 	}
 
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
 	if t.cfg.Shared {
 		// Other trackers write to the store too: the index follows the
 		// change log in revision order, own changes included.
@@ -514,15 +519,7 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 			t.log.Warn("callready: reading the change log after a write failed; the follower will retry", "err", err)
 		}
 		t.dropSwept(batch)
-		for _, r := range batch {
-			close(r.done)
-		}
 		return
-	}
-	// Each pair's entry as of the newest request that touched it.
-	applied := make([]keyState, len(order))
-	for i, p := range order {
-		applied[i] = keyState{p.key, &p.state, p.now}
 	}
 	n := 0
 	for _, r := range batch {
@@ -542,17 +539,16 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 		t.followMu.Unlock()
 		err := t.catchUp(wctx)
 		if err == nil {
-			for _, r := range batch {
-				close(r.done)
-			}
 			return
 		}
 		t.log.Warn("callready: reading the change log over a revision gap failed", "err", err)
 	}
-	t.applyToIndex(applied, changes)
-	for _, r := range batch {
-		close(r.done)
+	// Each pair's entry as of the newest request that touched it.
+	applied := make([]keyState, len(order))
+	for i, p := range order {
+		applied[i] = keyState{p.key, &p.state, p.now}
 	}
+	t.applyToIndex(applied, changes)
 }
 
 // prefetch reads every pair of a batch with one GetMany and hands each to
