@@ -1,6 +1,8 @@
 package sqlstore_test
 
 import (
+	"github.com/callready/callready/internal/pgtest"
+
 	"testing"
 
 	"github.com/callready/callready/store"
@@ -20,7 +22,7 @@ func TestCompactionSQLite(t *testing.T) {
 
 func TestConformancePostgres(t *testing.T) {
 	t.Parallel()
-	postgresDSN(t)
+	pgtest.DSN(t)
 	storetest.Run(t, func(t *testing.T) store.Store { return newPostgres(t, sqlstore.Config{}) })
 }
 

@@ -1,11 +1,12 @@
 package sqlstore_test
 
 import (
+	"github.com/callready/callready/internal/pgtest"
+
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -16,10 +17,6 @@ import (
 
 	sqlstore "github.com/callready/callready/store/sql"
 )
-
-// envPostgres names the variable holding the DSN of a PostgreSQL database
-// the tests may create schemas in (scripts/pg.sh start prints it).
-const envPostgres = "CALLREADY_TEST_POSTGRES"
 
 // sqliteDSN is the DSN doc.go recommends for modernc.org/sqlite.
 func sqliteDSN(path string) string {
@@ -44,25 +41,11 @@ func newSQLite(t testing.TB, cfg sqlstore.Config) *sqlstore.Store {
 	return s
 }
 
-// postgresDSN returns the test server's DSN. Without one it skips the
-// test, except in CI, which must run the PostgreSQL cases.
-func postgresDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(envPostgres)
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set, and CI must run the PostgreSQL tests: eval \"$(scripts/pg.sh start DIR)\" first", envPostgres)
-		}
-		t.Skipf("PostgreSQL tests skipped: %s is not set (start a server with: eval \"$(scripts/pg.sh start /tmp/callready-pg)\")", envPostgres)
-	}
-	return dsn
-}
-
 var pgPools sync.Map // DSN → *sql.DB, shared by the tests of this binary
 
 func postgresDB(t testing.TB) *sql.DB {
 	t.Helper()
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	if db, ok := pgPools.Load(dsn); ok {
 		return db.(*sql.DB)
 	}

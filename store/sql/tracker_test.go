@@ -1,12 +1,12 @@
 package sqlstore_test
 
 import (
+	"github.com/callready/callready/internal/pgtest"
+
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -38,7 +38,7 @@ func sqliteTarget(t testing.TB) target {
 }
 
 func postgresTarget(t testing.TB) target {
-	return target{name: "postgres", driver: "pgx", dsn: postgresDSN(t), prefix: freshSchema(t, postgresDB(t))}
+	return target{name: "postgres", driver: "pgx", dsn: pgtest.DSN(t), prefix: freshSchema(t, postgresDB(t))}
 }
 
 // targets lists SQLite and, when configured, PostgreSQL.
@@ -209,33 +209,13 @@ func TestFailedWriteNotHalfApplied(t *testing.T) {
 	})
 }
 
-// pgScript runs scripts/pg.sh.
-func pgScript(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("../../scripts/pg.sh", args...).CombinedOutput()
-	require.NoError(t, err, "pg.sh %s: %s", strings.Join(args, " "), out)
-	return string(out)
-}
-
 // TestPostgresServerDown stops a PostgreSQL server of its own under a
 // tracker: writes fail while it is down, nothing committed is lost, and
 // writes work again once it is back.
 func TestPostgresServerDown(t *testing.T) {
 	t.Parallel()
-	if err := exec.Command("../../scripts/pg.sh", "available").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PostgreSQL server binaries not found, and CI must run this test")
-		}
-		t.Skip("PostgreSQL server binaries not found (initdb, pg_ctl): skipping the server-down test")
-	}
-	if testing.Short() {
-		t.Skip("starts its own PostgreSQL server; skipped with -short")
-	}
-	dir := t.TempDir()
-	out := pgScript(t, "start", dir)
-	t.Cleanup(func() { pgScript(t, "stop", dir, "immediate") })
-	_, dsn, ok := strings.Cut(strings.TrimSpace(out), "CALLREADY_TEST_POSTGRES=")
-	require.True(t, ok, "pg.sh start printed %q", out)
+	srv := pgtest.StartServer(t)
+	dsn := srv.DSN
 	tg := target{name: "postgres", driver: "pgx", dsn: dsn, prefix: sqlstore.DefaultTablePrefix}
 
 	ctx := context.Background()
@@ -246,7 +226,7 @@ func TestPostgresServerDown(t *testing.T) {
 	require.NoError(t, err)
 	rev := o.tr.Revision()
 
-	pgScript(t, "stop", dir, "immediate")
+	srv.Crash(t)
 	_, err = o.tr.Record(ctx, grant("u3", t0, time.Hour))
 	require.Error(t, err, "a write while the server is down must fail")
 	_, err = o.tr.Record(ctx, permission.Event{Type: permission.EventRevoke, Channel: "106540352242922", Contact: "u1", At: t0.Add(time.Minute)})
@@ -254,7 +234,7 @@ func TestPostgresServerDown(t *testing.T) {
 	require.Equal(t, []string{"u1", "u2"}, eligible(t, o.tr), "failed writes do not reach the index")
 	require.Equal(t, rev, o.tr.Revision())
 
-	pgScript(t, "start", dir)
+	srv.Restart(t)
 	// The pool may still hold connections to the old server: each failed
 	// attempt discards one. The server is ready, so a few attempts suffice.
 	for i := 0; ; i++ {

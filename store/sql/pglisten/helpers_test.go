@@ -23,10 +23,6 @@ import (
 	"github.com/callready/callready/store/sql/pglisten"
 )
 
-// envPostgres names the variable holding the DSN of a PostgreSQL database
-// the tests may create schemas in (scripts/pg.sh start prints it).
-const envPostgres = "CALLREADY_TEST_POSTGRES"
-
 var admin struct {
 	sync.Mutex
 	db *sql.DB
@@ -46,20 +42,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// postgresDSN returns the test server's DSN. Without one it skips the
-// test, except in CI, which must run the PostgreSQL cases.
-func postgresDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(envPostgres)
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set, and CI must run the PostgreSQL tests: eval \"$(scripts/pg.sh start DIR)\" first", envPostgres)
-		}
-		t.Skipf("PostgreSQL tests skipped: %s is not set (start a server with: eval \"$(scripts/pg.sh start /tmp/callready-pg)\")", envPostgres)
-	}
-	return dsn
 }
 
 // freshPrefix creates a schema of its own for one test on the server at

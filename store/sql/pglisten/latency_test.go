@@ -1,6 +1,8 @@
 package pglisten_test
 
 import (
+	"github.com/callready/callready/internal/pgtest"
+
 	"context"
 	"fmt"
 	"os"
@@ -31,7 +33,7 @@ func TestLatency(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("CALLREADY_LATENCY_EVENTS")); err == nil && v > 0 {
 		n = v
 	}
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	const poll = 50 * time.Millisecond
 	var rows []string
 	for _, mode := range []string{"notify", "polling"} {

@@ -1,6 +1,8 @@
 package pglisten_test
 
 import (
+	"github.com/callready/callready/internal/pgtest"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -52,7 +54,7 @@ func drain(t testing.TB, sub *permission.Subscription, last int64) []int64 {
 }
 
 func TestNotifyChannel(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	db, err := sql.Open("pgx", dsn)
 	require.NoError(t, err)
@@ -74,7 +76,7 @@ func TestNotifyChannel(t *testing.T) {
 // wakes Wait, a rolled-back transaction does not, cancellation and Close
 // end it.
 func TestWait(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	prefix := freshPrefix(t, dsn)
 	a := openInstance(t, dsn, prefix, mockClock(t0), options{noStart: true})
@@ -128,7 +130,7 @@ func TestWait(t *testing.T) {
 // lists and subscribers through NOTIFY (their polling interval is a
 // minute).
 func TestGrantAppearsEverywhere(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	prefix := freshPrefix(t, dsn)
 	clk := mockClock(t0)
@@ -171,7 +173,7 @@ func TestGrantAppearsEverywhere(t *testing.T) {
 // each instance's subscriber delivered every change of the log exactly
 // once, in revision order.
 func TestConcurrentWritersConverge(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	prefix := freshPrefix(t, dsn)
 	clk := mockClock(t0.Add(48 * time.Hour))
@@ -249,7 +251,7 @@ func agree(t *testing.T, dsn, prefix string, now time.Time, ins ...*instance) {
 // TestLateInstanceCatchesUp: an instance opened after writes starts from
 // the store's state and follows from there.
 func TestLateInstanceCatchesUp(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	prefix := freshPrefix(t, dsn)
 	clk := mockClock(t0)
@@ -277,7 +279,7 @@ func TestLateInstanceCatchesUp(t *testing.T) {
 // than the log retains rebuilds its index from the store, and its
 // subscribers end with ErrResync.
 func TestFallBehindRetentionRelists(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	prefix := freshPrefix(t, dsn)
 	clk := mockClock(t0)
@@ -308,7 +310,7 @@ func TestFallBehindRetentionRelists(t *testing.T) {
 // TestExpiryRecordedOnce: each instance sweeps with its own clock; the
 // expiry is written to the shared log once and reaches every instance.
 func TestExpiryRecordedOnce(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	prefix := freshPrefix(t, dsn)
 	var ins []*instance
@@ -351,7 +353,7 @@ func TestExpiryRecordedOnce(t *testing.T) {
 // TestHealthCheck: quiet periods longer than HealthInterval ping the
 // connection instead of dropping it, and notifications still arrive.
 func TestHealthCheck(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	prefix := freshPrefix(t, dsn)
 	w := openInstance(t, dsn, prefix, mockClock(t0), options{noStart: true, polling: true})

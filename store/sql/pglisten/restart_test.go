@@ -1,12 +1,11 @@
 package pglisten_test
 
 import (
+	"github.com/callready/callready/internal/pgtest"
+
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,14 +18,6 @@ import (
 	sqlstore "github.com/callready/callready/store/sql"
 )
 
-// pgScript runs scripts/pg.sh.
-func pgScript(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("../../../scripts/pg.sh", args...).CombinedOutput()
-	require.NoError(t, err, "pg.sh %s: %s", strings.Join(args, " "), out)
-	return string(out)
-}
-
 // TestServerRestart: PostgreSQL (a throwaway server of the test's own) is
 // stopped abruptly and restarted under three instances while they write.
 // Writes during the outage fail and are retried; afterwards the listeners
@@ -34,20 +25,8 @@ func pgScript(t testing.TB, args ...string) string {
 // acknowledged grant is listed everywhere, and every subscriber delivered
 // every change once, in order.
 func TestServerRestart(t *testing.T) {
-	if err := exec.Command("../../../scripts/pg.sh", "available").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PostgreSQL server binaries not found, and CI must run this test")
-		}
-		t.Skip("PostgreSQL server binaries not found (initdb, pg_ctl): skipping the restart test")
-	}
-	if testing.Short() {
-		t.Skip("starts its own PostgreSQL server; skipped with -short")
-	}
-	dir := t.TempDir()
-	out := pgScript(t, "start", dir)
-	t.Cleanup(func() { pgScript(t, "stop", dir, "immediate") })
-	_, dsn, ok := strings.Cut(strings.TrimSpace(out), "CALLREADY_TEST_POSTGRES=")
-	require.True(t, ok, "pg.sh start printed %q", out)
+	srv := pgtest.StartServer(t)
+	dsn := srv.DSN
 	prefix := sqlstore.DefaultTablePrefix
 
 	ctx := context.Background()
@@ -91,8 +70,8 @@ func TestServerRestart(t *testing.T) {
 		})
 	}
 	require.Eventually(t, func() bool { return acked.Load() >= 30 }, 20*time.Second, time.Millisecond)
-	pgScript(t, "stop", dir, "immediate")
-	pgScript(t, "start", dir)
+	srv.Crash(t)
+	srv.Restart(t)
 	wg.Wait()
 	t.Logf("%d failed attempts during the outage", failed.Load())
 
