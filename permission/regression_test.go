@@ -54,16 +54,8 @@ func TestRegressionMaxExpiryCollidesWithPermanentKey(t *testing.T) {
 // at 1 ms forever.
 func TestRegressionSharedSkewLeavesStaleEntry(t *testing.T) {
 	ctx := context.Background()
-	st := memory.New(memory.Config{})
-	clkA, clkB := clock.NewMock(), clock.NewMock()
-	clkA.Set(t0)
-	clkB.Set(t0)
-	a, err := New(ctx, Config{Store: st, Clock: clkA, Shared: true})
-	require.NoError(t, err)
-	defer a.Close()
-	b, err := New(ctx, Config{Store: st, Clock: clkB, Shared: true})
-	require.NoError(t, err)
-	defer b.Close()
+	a, b, clkA, clkB := skewablePair(t, Config{})
+	var err error
 
 	exp := t0.Add(time.Hour)
 	_, err = a.Record(ctx, Event{Type: EventGrant, Channel: ch, Contact: "u1", At: t0, ExpiresAt: exp})
@@ -91,16 +83,8 @@ func TestRegressionSharedSkewLeavesStaleEntry(t *testing.T) {
 // full and changes nothing).
 func TestRegressionSharedSweepNeverReturns(t *testing.T) {
 	ctx := context.Background()
-	st := memory.New(memory.Config{})
-	clkA, clkB := clock.NewMock(), clock.NewMock()
-	clkA.Set(t0)
-	clkB.Set(t0)
-	a, err := New(ctx, Config{Store: st, Clock: clkA, Shared: true})
-	require.NoError(t, err)
-	defer a.Close()
-	b, err := New(ctx, Config{Store: st, Clock: clkB, Shared: true, SweepBatch: 1})
-	require.NoError(t, err)
-	defer b.Close()
+	a, b, clkA, clkB := skewablePair(t, Config{SweepBatch: 1})
+	var err error
 
 	exp := t0.Add(time.Hour)
 	_, err = a.Record(ctx, Event{Type: EventGrant, Channel: ch, Contact: "u1", At: t0, ExpiresAt: exp})
@@ -249,4 +233,22 @@ func TestRegressionStartCloseRace(t *testing.T) {
 		tr.Close()
 		tr.Close()
 	}
+}
+
+// skewablePair returns two shared trackers on one memory store, each with
+// its own mock clock at t0; cfgB adds to B's configuration.
+func skewablePair(t *testing.T, cfgB Config) (a, b *Tracker, clkA, clkB *clock.Mock) {
+	t.Helper()
+	st := memory.New(memory.Config{})
+	clkA, clkB = clock.NewMock(), clock.NewMock()
+	clkA.Set(t0)
+	clkB.Set(t0)
+	a, err := New(context.Background(), Config{Store: st, Clock: clkA, Shared: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	cfgB.Store, cfgB.Clock, cfgB.Shared = st, clkB, true
+	b, err = New(context.Background(), cfgB)
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	return a, b, clkA, clkB
 }
