@@ -39,6 +39,16 @@ const (
 	RevokeAutomatic RevokeReason = "automatic" // Meta revoked it after unanswered calls
 )
 
+// Origin is where a recorded event came from.
+type Origin string
+
+const (
+	OriginHost      Origin = "host"      // recorded by the host's own code (the default)
+	OriginWebhook   Origin = "webhook"   // parsed from one of Meta's webhooks
+	OriginReconcile Origin = "reconcile" // a correction from Meta's call_permissions answer
+	OriginMigrated  Origin = "migrated"  // rebuilt from a pre-ledger state by a migration
+)
+
 // EventType is what an Event reports.
 type EventType uint8
 
@@ -97,6 +107,16 @@ type Event struct {
 
 	// Call events only: the call was picked up.
 	Connected bool
+
+	// Context is the id of the message or call this event answers (Meta's
+	// context.id): the request a permission reply accepts or rejects, or the
+	// call an automatic callback grant follows. Kept as evidence; a
+	// callback grant whose Context names an inbound call is the same grant
+	// as that call's (see the README's "How it decides").
+	Context string
+	// Origin says where the event came from, for the ledger: OriginWebhook,
+	// OriginHost (default), OriginReconcile or OriginMigrated.
+	Origin Origin
 
 	noCallback bool // set by Record when the channel's callback grants are off
 }
