@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Kind is how long a grant lasts.
@@ -179,13 +181,51 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidEvent, fmt.Sprintf(format, args...))
 }
 
+// MaxIDLength is the longest identifier (channel, contact, event id,
+// context id) an event may carry, in bytes: every adapter stores it.
+const MaxIDLength = 256
+
+// Validate reports whether Record would accept e, with an error wrapping
+// ErrInvalidEvent when not. Callers that record items one by one (the
+// webhook handler's quarantine) use it to set bad items aside first.
+func (e Event) Validate() error {
+	_, err := e.validate(DefaultTTL)
+	return err
+}
+
+// checkID refuses what some adapter cannot store: NUL bytes (PostgreSQL
+// TEXT), invalid UTF-8, and identifiers over MaxIDLength.
+func checkID(what, v string, required bool) error {
+	switch {
+	case v == "" && required:
+		return invalid("empty %s", what)
+	case len(v) > MaxIDLength:
+		return invalid("%s longer than %d bytes", what, MaxIDLength)
+	case !utf8.ValidString(v):
+		return invalid("%s is not valid UTF-8", what)
+	case strings.IndexByte(v, 0) >= 0:
+		return invalid("%s contains a NUL byte", what)
+	}
+	return nil
+}
+
 // validate checks an event and returns it normalized (UTC, defaults filled).
 func (e Event) validate(ttl time.Duration) (Event, error) {
-	if e.Channel == "" {
-		return e, invalid("empty channel")
+	for _, f := range []struct {
+		what, v  string
+		required bool
+	}{{"channel", e.Channel, true}, {"contact", e.Contact, true}, {"event id", e.ID, false}, {"context id", e.Context, false}} {
+		if err := checkID(f.what, f.v, f.required); err != nil {
+			return e, err
+		}
 	}
-	if e.Contact == "" {
-		return e, invalid("empty contact")
+	if e.Origin == "" {
+		e.Origin = OriginHost
+	}
+	switch e.Origin {
+	case OriginHost, OriginWebhook, OriginReconcile, OriginMigrated:
+	default:
+		return e, invalid("unknown origin %q", e.Origin)
 	}
 	if e.At.IsZero() {
 		return e, invalid("zero event time")
