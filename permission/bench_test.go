@@ -117,7 +117,7 @@ func BenchmarkRebuild1M(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		if n, _ := t2.Count(ch, t0, 0); n != 1_000_000 {
+		if n, _, _ := t2.Count(ch, t0, 0); n != 1_000_000 {
 			b.Fatal(n)
 		}
 		t2.Close()

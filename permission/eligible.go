@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/callready/callready/store"
 )
 
 // Order is the order of an Eligible listing.
@@ -62,9 +64,18 @@ type Page struct {
 // are skipped, never returned. Filters other than ExpiringWithin on
 // OrderExpiring skip non-matching entries one by one, so their cost grows
 // with the entries skipped (few in practice: capped or unswept ones).
+//
+// A Now before the tracker's clock asks about the past: the listing is then
+// folded from the ledger (every pair of the channel, so it costs O(events
+// of the channel)), as everything recorded so far says it was at Now. Its
+// Revision is the tracker's current one. Instants before the ledger's
+// retention horizon fail with ErrBeyondRetention.
 func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, error) {
 	if err := ctx.Err(); err != nil {
 		return Page{}, err
+	}
+	if t.closed() {
+		return Page{}, ErrClosed
 	}
 	if q.Order == "" {
 		q.Order = OrderExpiring
@@ -79,10 +90,15 @@ func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, 
 	if q.ExpiringWithin < 0 {
 		return Page{}, fmt.Errorf("permission: negative ExpiringWithin %s", q.ExpiringWithin)
 	}
-	if q.Now.IsZero() {
-		q.Now = t.clock.Now()
+	past := false
+	if clockNow := t.clock.Now(); q.Now.IsZero() {
+		q.Now = clockNow
+	} else if q.Now.Before(clockNow) {
+		if err := t.checkHorizon(q.Now, clockNow); err != nil {
+			return Page{}, err
+		}
+		past = true
 	}
-	now := q.Now.UnixNano()
 	var after *item
 	if q.Cursor != "" {
 		it, err := decodeCursor(q.Cursor, q.Order)
@@ -91,19 +107,35 @@ func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, 
 		}
 		after = &it
 	}
+	if past {
+		c, err := t.channelAt(ctx, channel, q.Now)
+		if err != nil {
+			return Page{}, err
+		}
+		page := listPage(c, q, after)
+		page.Revision = t.Revision()
+		return page, nil
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	page := listPage(t.idx.channel(channel, false), q, after)
+	page.Revision = t.indexRevision
+	return page, nil
+}
+
+// listPage is one page of c's listed entries for q (Order, Limit and Now
+// set), after the cursor's item when not nil.
+func listPage(c *channelIndex, q Query, after *item) Page {
+	var page Page
+	if c == nil || c.listed == 0 {
+		return page
+	}
+	now := q.Now.UnixNano()
 	horizon := int64(never)
 	if q.ExpiringWithin > 0 && int64(q.ExpiringWithin) < never-now {
 		horizon = now + int64(q.ExpiringWithin)
 	}
-
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	page := Page{Revision: t.indexRevision}
-	c := t.idx.channel(channel, false)
-	if c == nil {
-		return page, nil
-	}
-	page.Entries = make([]Entry, 0, min(q.Limit, len(c.slots)))
+	page.Entries = make([]Entry, 0, min(q.Limit, c.listed))
 	var last item
 	more := false
 	visit := func(it item) bool {
@@ -120,20 +152,14 @@ func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, 
 		if q.Order == OrderRecent && s.expires > horizon {
 			return true
 		}
-		left := s.act.callsLeft(now, t.cfg.Limits)
-		if q.WithCallsLeft && left == 0 {
+		if q.WithCallsLeft && s.callsLeft == 0 {
 			return true
 		}
 		if len(page.Entries) == q.Limit {
 			more = true
 			return false
 		}
-		e := s.entry()
-		e.CallsLeft = left
-		if s.act != nil {
-			e.UnansweredStreak = s.act.streak
-		}
-		page.Entries = append(page.Entries, e)
+		page.Entries = append(page.Entries, s.entry())
 		last = it
 		return true
 	}
@@ -154,7 +180,39 @@ func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, 
 	if more {
 		page.NextCursor = encodeCursor(q.Order, last)
 	}
-	return page, nil
+	return page
+}
+
+// channelAt folds the ledger of every pair of channel as of at into a
+// throwaway index of the entries callable then.
+func (t *Tracker) channelAt(ctx context.Context, channel string, at time.Time) (*channelIndex, error) {
+	byContact := map[string][]store.LedgerEvent{}
+	// Not bounded by To: a revocation stamped after at may have been in
+	// effect by then (asOf decides).
+	q := store.LedgerQuery{Channel: channel, Limit: 5000}
+	for {
+		page, err := t.store.Ledger(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page {
+			byContact[e.Key.Contact] = append(byContact[e.Key.Contact], e)
+		}
+		if len(page) < q.Limit {
+			break
+		}
+		last := page[len(page)-1]
+		q.After = store.LedgerCursor{At: last.At, Seq: last.Seq}
+	}
+	idx := newIndex()
+	n := at.UnixNano()
+	for contact, evs := range byContact {
+		s := foldLedger(asOf(evs, at, time.Time{}))
+		if l := s.entryAt(n, t.cfg.Limits); l.ok {
+			idx.apply(store.Key{Channel: channel, Contact: contact}, l, true, none)
+		}
+	}
+	return idx.channel(channel, false), nil
 }
 
 // A cursor is the last item's key: order, two numbers and the contact.
@@ -184,7 +242,11 @@ func decodeCursor(s string, o Order) (item, error) {
 // those are temporary entries expiring within that duration of now. It
 // costs O(log n) plus the entries counted for soon and the expired ones the
 // sweep has not removed yet.
-func (t *Tracker) Count(channel string, now time.Time, within time.Duration) (callable, soon int) {
+// After Close it returns ErrClosed.
+func (t *Tracker) Count(channel string, now time.Time, within time.Duration) (callable, soon int, err error) {
+	if t.closed() {
+		return 0, 0, ErrClosed
+	}
 	if now.IsZero() {
 		now = t.clock.Now()
 	}
@@ -197,7 +259,7 @@ func (t *Tracker) Count(channel string, now time.Time, within time.Duration) (ca
 	defer t.mu.RUnlock()
 	c := t.idx.channel(channel, false)
 	if c == nil {
-		return 0, 0
+		return 0, 0, nil
 	}
 	stale := 0
 	c.byExpiry.Ascend(func(it item) bool {
@@ -211,16 +273,18 @@ func (t *Tracker) Count(channel string, now time.Time, within time.Duration) (ca
 		}
 		return true
 	})
-	return len(c.slots) - stale, soon
+	return c.listed - stale, soon, nil
 }
 
-// Channels returns the channels that have at least one entry in the index
+// Channels returns the channels that have at least one listed entry
 // (callable, or expired and not yet swept), sorted.
 func (t *Tracker) Channels() []string {
 	t.mu.RLock()
 	out := make([]string, 0, len(t.idx.channels))
-	for name := range t.idx.channels {
-		out = append(out, name)
+	for name, c := range t.idx.channels {
+		if c.listed > 0 {
+			out = append(out, name)
+		}
 	}
 	t.mu.RUnlock()
 	slices.Sort(out)

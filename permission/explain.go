@@ -23,21 +23,30 @@ const (
 	StatusRevokedAutomatic Status = "revoked_automatic" // Meta revoked it after unanswered calls
 )
 
-// Evidence is one recorded event behind an explanation.
+// Evidence is one recorded event behind an explanation: a ledger event.
 type Evidence struct {
-	What      string    // "temporary grant", "permanent grant" or "revocation"
+	What      string    // "temporary grant", "permanent grant", "callback grant", "inbound call" or "revocation"
 	At        time.Time // the event's time
-	ExpiresAt time.Time // temporary grants only
+	ExpiresAt time.Time // temporary grants: until when the event grants
 	Source    Source    // grants only
 	Reason    RevokeReason
 	EventID   string // Meta's id, when known
+	Context   string // the message or call the event answers, when known
+	Origin    Origin
+	// RecordedAt is when the tracker recorded the event, and Revision the
+	// pair's change-log revision once it was applied.
+	RecordedAt time.Time
+	Revision   int64
 }
 
 // Explanation says whether one contact is callable at an instant, and why.
 type Explanation struct {
-	Channel  string
-	Contact  string
-	At       time.Time // the instant explained
+	Channel string
+	Contact string
+	At      time.Time // the instant explained
+	// KnownAt, when set, is the instant the answer is limited to: only
+	// events recorded by then count (what the tracker knew at KnownAt).
+	KnownAt  time.Time
 	Callable bool
 	Status   Status
 	// Since is when the status began: the grant, the revocation, or the
@@ -47,80 +56,183 @@ type Explanation struct {
 	Entry Entry
 	// Reason is the status in one sentence, for people.
 	Reason string
-	// Evidence lists the recorded grants and revocation the status rests on,
-	// oldest first.
+	// Evidence lists the recorded events the status rests on, oldest
+	// first: the grant that covers At (or the last one that ended) and the
+	// revocation that ended it.
 	Evidence []Evidence
 	// Limits is the call and request budget at At (see Limits).
 	Limits Limits
 }
 
-// Explain reads one pair's state from the store and explains it at now (the
-// tracker's clock when now is zero).
-func (t *Tracker) Explain(ctx context.Context, channel, contact string, now time.Time) (Explanation, error) {
+// ExplainOption refines a question to Explain, CanCall or CanRequest.
+type ExplainOption func(*explainOptions)
+
+type explainOptions struct{ knownAt time.Time }
+
+// KnownAt limits the answer to what was recorded by t: "what did we know
+// at t?" (did the agent who dialled at 14:05 see the revoke that arrived at
+// 14:07?). Without it, every event recorded so far counts.
+func KnownAt(t time.Time) ExplainOption {
+	return func(o *explainOptions) { o.knownAt = t.UTC() }
+}
+
+// Explain answers "was the contact callable at now?" (the tracker's clock
+// when now is zero) from the pair's ledger: every event with an event time
+// up to now counts, or with KnownAt only those also recorded by then. It
+// names the deciding events with their event and recorded times. Instants
+// before the ledger's retention horizon fail with ErrBeyondRetention.
+func (t *Tracker) Explain(ctx context.Context, channel, contact string, now time.Time, opts ...ExplainOption) (Explanation, error) {
 	if channel == "" || contact == "" {
 		return Explanation{}, errors.New("permission: Explain needs a channel and a contact")
 	}
-	if now.IsZero() {
-		now = t.clock.Now()
+	if t.closed() {
+		return Explanation{}, ErrClosed
 	}
-	k := store.Key{Channel: channel, Contact: contact}
-	s, err := t.store.Get(ctx, k)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	var o explainOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	clockNow := t.clock.Now()
+	if now.IsZero() {
+		now = clockNow
+	}
+	now = now.UTC()
+	if err := t.checkHorizon(now, clockNow); err != nil {
 		return Explanation{}, err
 	}
-	return explain(k, &s, now.UTC(), t.cfg.Limits), nil
+	k := store.Key{Channel: channel, Contact: contact}
+	evs, err := ledgerOfPair(ctx, t.store, k)
+	if err != nil {
+		return Explanation{}, err
+	}
+	evs = asOf(evs, now, o.knownAt)
+	x := explain(k, evs, now, t.cfg.Limits)
+	x.KnownAt = o.knownAt
+	return x, nil
 }
 
-func explain(k store.Key, s *store.State, now time.Time, lc LimitsConfig) Explanation {
-	x := Explanation{Channel: k.Channel, Contact: k.Contact, At: now, Limits: limitsAt(s, now, lc)}
-	for _, g := range []struct {
-		what string
-		g    store.Grant
-	}{{"temporary grant", s.Temporary}, {"permanent grant", s.Permanent}} {
-		if !g.g.At.IsZero() {
-			x.Evidence = append(x.Evidence, Evidence{What: g.what, At: g.g.At, ExpiresAt: g.g.ExpiresAt, Source: Source(g.g.Source), EventID: g.g.EventID})
-		}
+// checkHorizon refuses instants the ledger no longer holds.
+func (t *Tracker) checkHorizon(at, now time.Time) error {
+	if h := t.horizon(now); !h.IsZero() && at.Before(h) {
+		return fmt.Errorf("%w: %s is before %s (Config.LedgerRetention %s)", ErrBeyondRetention, stamp(at), stamp(h), t.cfg.LedgerRetention)
 	}
-	if r := s.Revoked; !r.At.IsZero() {
-		x.Evidence = append(x.Evidence, Evidence{What: "revocation", At: r.At, Reason: RevokeReason(r.Reason), EventID: r.EventID})
-	}
-	sortEvidence(x.Evidence)
+	return nil
+}
 
-	if e, ok := entryAt(k, s, now); ok {
+// asOf keeps the events in effect by at (an event time up to at, or for a
+// revocation stamped ahead, recorded by at) and, when knownAt is set,
+// recorded by knownAt.
+func asOf(evs []store.LedgerEvent, at, knownAt time.Time) []store.LedgerEvent {
+	return slices.DeleteFunc(evs, func(e store.LedgerEvent) bool {
+		early := e.Type == store.LedgerRevoke && !e.RecordedAt.IsZero() && !e.RecordedAt.After(at)
+		return (e.At.After(at) && !early) || (!knownAt.IsZero() && e.RecordedAt.After(knownAt))
+	})
+}
+
+// explain is a pure function of a pair's events and an instant.
+func explain(k store.Key, evs []store.LedgerEvent, now time.Time, lc LimitsConfig) Explanation {
+	s := foldLedger(evs)
+	t := now.UnixNano()
+	x := Explanation{Channel: k.Channel, Contact: k.Contact, At: now, Limits: s.budget(t, lc)}
+	var refs []int
+	if g, ok := s.covering(t); ok {
+		e := s.entryAt(t, lc).entry(k)
 		x.Callable, x.Entry, x.Since = true, e, e.GrantedAt
+		refs = g.refs
 		if e.Kind == Permanent {
 			x.Status, x.Reason = StatusPermanent, fmt.Sprintf("permanent permission (%s) since %s", e.Source, stamp(e.GrantedAt))
 		} else {
 			x.Status, x.Reason = StatusTemporary, fmt.Sprintf("temporary permission (%s) granted %s, expires %s", e.Source, stamp(e.GrantedAt), stamp(e.ExpiresAt))
 		}
-		return x
+	} else {
+		refs = x.ended(&s, t)
 	}
-	latest := s.Temporary.At
-	if s.Permanent.At.After(latest) {
-		latest = s.Permanent.At
-	}
-	switch {
-	case latest.IsZero() && s.Revoked.At.IsZero():
-		x.Status, x.Reason = StatusNeverGranted, "no permission was ever granted: send a call permission request"
-	case !s.Revoked.At.IsZero() && !s.Revoked.At.Before(latest):
-		x.Since = s.Revoked.At
-		switch RevokeReason(s.Revoked.Reason) {
-		case RevokeProfile:
-			x.Status, x.Reason = StatusRevokedProfile, "the user switched calls off from the business profile at "+stamp(s.Revoked.At)
-		case RevokeAutomatic:
-			x.Status, x.Reason = StatusRevokedAutomatic, "Meta revoked permission after unanswered calls at "+stamp(s.Revoked.At)
-		default:
-			x.Status, x.Reason = StatusRejected, "the user rejected the permission request at "+stamp(s.Revoked.At)
-		}
-	default:
-		x.Status, x.Since = StatusExpired, s.Temporary.ExpiresAt
-		x.Reason = "temporary permission expired at " + stamp(s.Temporary.ExpiresAt)
-	}
+	x.Evidence = evidence(evs, refs)
 	return x
 }
 
-func sortEvidence(ev []Evidence) {
-	slices.SortStableFunc(ev, func(a, b Evidence) int { return a.At.Compare(b.At) })
+// ended sets the status of a pair not callable at t: the grant whose
+// permission lasted latest, ended by a revocation or by its expiry; a
+// revocation alone; or nothing at all. It returns the deciding events.
+func (x *Explanation) ended(s *pairState, t int64) []int {
+	var last *permit
+	var lastEnd int64
+	var by *revocation
+	for i := range s.grants {
+		g := &s.grants[i]
+		start, end, _, ok := g.span()
+		if !ok || start > t {
+			continue
+		}
+		var rv *revocation
+		for j := range s.revs {
+			if r := &s.revs[j]; r.at >= start && r.eff <= t && r.eff < end {
+				rv, end = r, r.eff
+				break
+			}
+		}
+		if last == nil || end > lastEnd || (end == lastEnd && rv != nil) {
+			last, lastEnd, by = g, end, rv
+		}
+	}
+	if last == nil {
+		if r, ok := s.lastRevocation(t); ok {
+			x.revoked(r)
+			return r.refs
+		}
+		x.Status, x.Reason = StatusNeverGranted, "no permission was ever granted: send a call permission request"
+		return nil
+	}
+	refs := slices.Clone(last.refs)
+	if by != nil {
+		x.revoked(by)
+		return append(refs, by.refs...)
+	}
+	x.Status, x.Since = StatusExpired, fromNs(lastEnd)
+	x.Reason = "temporary permission expired at " + stamp(x.Since)
+	return refs
+}
+
+func (x *Explanation) revoked(r *revocation) {
+	x.Since = fromNs(r.eff)
+	switch r.reason {
+	case RevokeProfile:
+		x.Status, x.Reason = StatusRevokedProfile, "the user switched calls off from the business profile at "+stamp(x.Since)
+	case RevokeAutomatic:
+		x.Status, x.Reason = StatusRevokedAutomatic, "Meta revoked permission after unanswered calls at "+stamp(x.Since)
+	default:
+		x.Status, x.Reason = StatusRejected, "the user rejected the permission request at "+stamp(x.Since)
+	}
+}
+
+// evidence lists the ledger events refs names, oldest first, once each.
+func evidence(evs []store.LedgerEvent, refs []int) []Evidence {
+	slices.Sort(refs)
+	refs = slices.Compact(refs)
+	out := make([]Evidence, 0, len(refs))
+	for _, i := range refs {
+		e := &evs[i]
+		ev := Evidence{At: e.At, ExpiresAt: e.ExpiresAt, Source: Source(e.Source), Reason: RevokeReason(e.Reason),
+			EventID: e.ID, Context: e.Context, Origin: Origin(e.Origin), RecordedAt: e.RecordedAt, Revision: e.Revision}
+		switch eventTypeByName[e.Type] {
+		case EventRevoke:
+			ev.What = "revocation"
+		case EventInboundCall:
+			ev.What = "inbound call"
+		default:
+			switch {
+			case e.Permanent:
+				ev.What = "permanent grant"
+			case Source(e.Source) == SourceCallback:
+				ev.What = "callback grant"
+			default:
+				ev.What = "temporary grant"
+			}
+		}
+		out = append(out, ev)
+	}
+	slices.SortStableFunc(out, func(a, b Evidence) int { return a.At.Compare(b.At) })
+	return out
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -40,8 +40,16 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	return f
 }
 
+// record records events as they arrive in life: after they happened. The
+// mock clock moves to the latest event's time first (tests of events
+// stamped ahead of the clock call f.tr.Record themselves).
 func (f *fixture) record(events ...Event) []Change {
 	f.t.Helper()
+	for _, e := range events {
+		if e.At.After(f.clk.Now()) {
+			f.clk.Set(e.At)
+		}
+	}
 	changes, err := f.tr.Record(f.ctx, events...)
 	require.NoError(f.t, err)
 	return changes

@@ -5,13 +5,16 @@ import (
 	"time"
 
 	"github.com/google/btree"
+
+	"github.com/callready/callready/store"
 )
 
-// The in-memory index holds only callable entries (plus temporary ones that
-// reached their expiry but are not swept yet). Each channel has two
-// orderings, by expiry and by grant time, so a page is a range scan; a global
-// expiry order drives the sweep. Items are small values pointing at one slot
-// per entry.
+// The in-memory index is a cache of the change log: it changes only by
+// applying committed changes (Tracker.applyChanges). It holds every listed
+// entry, in two orderings per channel (by expiry and by grant time) so a
+// page is a range scan, and every pair's next wake-up instant in one global
+// order that drives the sweep. Items are small values pointing at one slot
+// per pair.
 
 const (
 	btreeDegree = 32
@@ -19,16 +22,21 @@ const (
 )
 
 type slot struct {
-	ch      *channelIndex
-	contact string
-	source  Source
-	granted int64         // unix ns
-	expires int64         // unix ns, never for permanent entries
-	act     *pairActivity // nil when the pair has no call activity
+	ch        *channelIndex
+	contact   string
+	listed    bool
+	kind      Kind
+	source    Source
+	granted   int64 // unix ns
+	expires   int64 // unix ns, never for permanent entries
+	callsLeft int32
+	streak    int32
+	wake      int64 // unix ns, none for no wake-up
 }
 
 func (s *slot) entry() Entry {
-	e := Entry{Channel: s.ch.name, Contact: s.contact, Source: s.source, GrantedAt: time.Unix(0, s.granted).UTC(), Kind: Permanent}
+	e := Entry{Channel: s.ch.name, Contact: s.contact, Source: s.source, GrantedAt: time.Unix(0, s.granted).UTC(), Kind: Permanent,
+		CallsLeft: int(s.callsLeft), UnansweredStreak: int(s.streak)}
 	if s.expires != never {
 		e.Kind = Temporary
 		e.ExpiresAt = time.Unix(0, s.expires).UTC()
@@ -73,14 +81,15 @@ func recentItem(s *slot) item { return item{-s.granted, s.expires, s} }
 
 type channelIndex struct {
 	name     string
-	slots    map[string]*slot
+	slots    map[string]*slot // listed or waiting for a wake-up
+	listed   int
 	byExpiry *btree.BTreeG[item]
 	byRecent *btree.BTreeG[item]
 }
 
 type index struct {
 	channels map[string]*channelIndex
-	expiry   *btree.BTreeG[item] // temporary entries only, across channels
+	wakes    *btree.BTreeG[item] // pairs with a wake-up instant, across channels
 	freelist *btree.FreeListG[item]
 }
 
@@ -88,7 +97,7 @@ func newIndex() *index {
 	fl := btree.NewFreeListG[item](btree.DefaultFreeListSize)
 	return &index{
 		channels: make(map[string]*channelIndex),
-		expiry:   btree.NewWithFreeListG(btreeDegree, lessGlobal, fl),
+		wakes:    btree.NewWithFreeListG(btreeDegree, lessGlobal, fl),
 		freelist: fl,
 	}
 }
@@ -107,70 +116,68 @@ func (x *index) channel(name string, create bool) *channelIndex {
 	return c
 }
 
-// set makes e the entry of its pair.
-func (x *index) set(channel, contact string, e Entry, act *pairActivity) {
-	c := x.channel(channel, true)
-	s := c.slots[contact]
-	if s != nil {
-		x.unlink(s)
-	} else {
-		s = &slot{ch: c, contact: contact}
-		c.slots[contact] = s
-	}
-	s.source, s.granted, s.expires, s.act = e.Source, e.GrantedAt.UnixNano(), expiresKey(e), act
-	s.ch.byExpiry.ReplaceOrInsert(expiryItem(s))
-	s.ch.byRecent.ReplaceOrInsert(recentItem(s))
-	if s.expires != never {
-		x.expiry.ReplaceOrInsert(item{k1: s.expires, s: s})
-	}
-}
-
-// remove drops the pair's entry, if any.
-func (x *index) remove(channel, contact string) {
-	c := x.channel(channel, false)
-	if c == nil || c.slots[contact] == nil {
+// apply makes the pair hold l when ok (else no entry) and wake.
+func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
+	c := x.channel(k.Channel, ok || wake != none)
+	if c == nil {
 		return
 	}
-	x.unlink(c.slots[contact])
-	delete(c.slots, contact)
-	if len(c.slots) == 0 {
-		delete(x.channels, channel)
+	s := c.slots[k.Contact]
+	if s != nil {
+		x.unlink(s)
+	} else if ok || wake != none {
+		s = &slot{ch: c, contact: k.Contact}
+		c.slots[k.Contact] = s
+	} else {
+		return
+	}
+	s.listed, s.wake = ok, wake
+	if ok {
+		s.kind, s.source, s.granted, s.expires = l.kind, l.source, l.granted, l.expires
+		s.callsLeft, s.streak = int32(l.callsLeft), int32(l.streak)
+		c.byExpiry.ReplaceOrInsert(expiryItem(s))
+		c.byRecent.ReplaceOrInsert(recentItem(s))
+		c.listed++
+	}
+	if wake != none {
+		x.wakes.ReplaceOrInsert(item{k1: wake, s: s})
+	}
+	if !ok && wake == none {
+		delete(c.slots, k.Contact)
+		if len(c.slots) == 0 {
+			delete(x.channels, k.Channel)
+		}
 	}
 }
 
 func (x *index) unlink(s *slot) {
-	s.ch.byExpiry.Delete(expiryItem(s))
-	s.ch.byRecent.Delete(recentItem(s))
-	if s.expires != never {
-		x.expiry.Delete(item{k1: s.expires, s: s})
+	if s.listed {
+		s.ch.byExpiry.Delete(expiryItem(s))
+		s.ch.byRecent.Delete(recentItem(s))
+		s.ch.listed--
+	}
+	if s.wake != none {
+		x.wakes.Delete(item{k1: s.wake, s: s})
 	}
 }
 
-func expiresKey(e Entry) int64 {
-	if e.Kind == Permanent {
-		return never
-	}
-	return e.ExpiresAt.UnixNano()
-}
-
-// nextExpiry returns the earliest expiry in the index.
-func (x *index) nextExpiry() (time.Time, bool) {
-	it, ok := x.expiry.Min()
+// nextWake returns the earliest wake-up instant in the index.
+func (x *index) nextWake() (int64, bool) {
+	it, ok := x.wakes.Min()
 	if !ok {
-		return time.Time{}, false
+		return none, false
 	}
-	return time.Unix(0, it.k1).UTC(), true
+	return it.k1, true
 }
 
-// due returns up to limit entries whose expiry is at or before now.
-func (x *index) due(now time.Time, limit int) []Entry {
-	out := make([]Entry, 0, min(limit, x.expiry.Len()))
-	n := now.UnixNano()
-	x.expiry.Ascend(func(it item) bool {
-		if it.k1 > n || len(out) >= limit {
+// due returns up to limit pairs whose wake-up instant is at or before now.
+func (x *index) due(now int64, limit int) []store.Key {
+	out := make([]store.Key, 0, min(limit, x.wakes.Len()))
+	x.wakes.Ascend(func(it item) bool {
+		if it.k1 > now || len(out) >= limit {
 			return false
 		}
-		out = append(out, it.s.entry())
+		out = append(out, store.Key{Channel: it.s.ch.name, Contact: it.s.contact})
 		return true
 	})
 	return out
@@ -178,7 +185,7 @@ func (x *index) due(now time.Time, limit int) []Entry {
 
 func (x *index) size() (entries int) {
 	for _, c := range x.channels {
-		entries += len(c.slots)
+		entries += c.listed
 	}
 	return entries
 }

@@ -2,10 +2,7 @@ package permission
 
 import (
 	"context"
-	"strconv"
 	"time"
-
-	"github.com/callready/callready/store"
 )
 
 // LimitsConfig holds Meta's caps per (channel, contact). Meta changes these
@@ -59,7 +56,7 @@ type Limits struct {
 	// CallsFreeAt is when the next call slot frees up, if CallsLeft is 0.
 	CallsFreeAt time.Time
 	// UnansweredStreak counts unanswered or rejected business calls since
-	// the last connected call.
+	// the later of the last connected call and the last revocation.
 	UnansweredStreak int
 	// CallsBeforeRevoke is how many more unanswered calls make Meta revoke
 	// permission (UnansweredRevoke - UnansweredStreak, at least 0).
@@ -120,8 +117,8 @@ type Decision struct {
 // CanCall decides whether the business may call the contact at now (the
 // tracker's clock when zero): a permission must be held and the call cap
 // must leave a call.
-func (t *Tracker) CanCall(ctx context.Context, channel, contact string, now time.Time) (Decision, error) {
-	x, err := t.Explain(ctx, channel, contact, now)
+func (t *Tracker) CanCall(ctx context.Context, channel, contact string, now time.Time, opts ...ExplainOption) (Decision, error) {
+	x, err := t.Explain(ctx, channel, contact, now, opts...)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -142,8 +139,8 @@ func (t *Tracker) CanCall(ctx context.Context, channel, contact string, now time
 
 // CanRequest decides whether the business may send a call permission
 // request to the contact at now (the tracker's clock when zero).
-func (t *Tracker) CanRequest(ctx context.Context, channel, contact string, now time.Time) (Decision, error) {
-	x, err := t.Explain(ctx, channel, contact, now)
+func (t *Tracker) CanRequest(ctx context.Context, channel, contact string, now time.Time, opts ...ExplainOption) (Decision, error) {
+	x, err := t.Explain(ctx, channel, contact, now, opts...)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -170,105 +167,4 @@ func statusReason(s Status) Reason {
 		return ReasonRevoked
 	}
 	return ReasonNoPermission
-}
-
-// limitsAt computes a pair's budget at now from its activity. Windows are
-// rolling: an event at T counts while now < T + window. Request windows and
-// the unanswered streak restart at the last connected call.
-func limitsAt(s *store.State, now time.Time, c LimitsConfig) Limits {
-	var l Limits
-	sum := summarize(s)
-	reset := sum.lastConnected(now)
-	var calls, dayReqs, weekReqs []time.Time
-	for _, at := range sum.connectedOut {
-		if !at.After(now) && now.Sub(at) < c.CallWindow {
-			calls = append(calls, at)
-		}
-	}
-	for _, at := range sum.unanswered {
-		if at.After(reset) && !at.After(now) {
-			l.UnansweredStreak++
-		}
-	}
-	for _, at := range sum.requests {
-		if !at.After(reset) || at.After(now) {
-			continue
-		}
-		if now.Sub(at) < week {
-			weekReqs = append(weekReqs, at)
-		}
-		if now.Sub(at) < day {
-			dayReqs = append(dayReqs, at)
-		}
-	}
-	l.CallsLeft = max(0, c.CallsPerWindow-len(calls))
-	if l.CallsLeft == 0 {
-		// The slot that frees first belongs to the call that makes the
-		// count exceed the cap once it leaves the window.
-		l.CallsFreeAt = calls[len(calls)-c.CallsPerWindow].Add(c.CallWindow)
-	}
-	l.CallsBeforeRevoke = max(0, c.UnansweredRevoke-l.UnansweredStreak)
-	if l.UnansweredStreak >= c.UnansweredWarning {
-		l.Warning = streakWarning(l.UnansweredStreak, l.CallsBeforeRevoke)
-	}
-	dayLeft := max(0, c.RequestsPerDay-len(dayReqs))
-	weekLeft := max(0, c.RequestsPerWeek-len(weekReqs))
-	l.RequestsLeft, l.RequestsLeftDay, l.RequestsLeftWeek = min(dayLeft, weekLeft), dayLeft, weekLeft
-	if dayLeft == 0 {
-		l.NextRequestAt = dayReqs[len(dayReqs)-c.RequestsPerDay].Add(day)
-	}
-	if weekLeft == 0 {
-		if at := weekReqs[len(weekReqs)-c.RequestsPerWeek].Add(week); at.After(l.NextRequestAt) {
-			l.NextRequestAt = at
-		}
-	}
-	return l
-}
-
-func streakWarning(streak, left int) string {
-	if left == 0 {
-		return strconv.Itoa(streak) + " unanswered calls in a row: Meta revokes permission"
-	}
-	return strconv.Itoa(streak) + " unanswered in a row: " + strconv.Itoa(left) + " more will revoke permission"
-}
-
-// pairActivity is the part of a pair's activity the index keeps with its
-// entry, so listings can show calls left and the streak in O(1) per entry.
-type pairActivity struct {
-	calls  []int64 // connected business calls (unix ns), newest CallsPerWindow only
-	streak int
-}
-
-func activityOf(s *store.State, c LimitsConfig) *pairActivity {
-	var a pairActivity
-	sum := summarize(s)
-	for _, at := range sum.connectedOut {
-		a.calls = append(a.calls, at.UnixNano())
-	}
-	for _, at := range sum.unanswered {
-		if at.After(sum.lastConnected(time.Time{})) {
-			a.streak++
-		}
-	}
-	if len(a.calls) == 0 && a.streak == 0 {
-		return nil
-	}
-	if n := len(a.calls); n > c.CallsPerWindow {
-		a.calls = a.calls[n-c.CallsPerWindow:]
-	}
-	return &a
-}
-
-// callsLeft counts the free call slots at now.
-func (a *pairActivity) callsLeft(now int64, c LimitsConfig) int {
-	if a == nil {
-		return c.CallsPerWindow
-	}
-	used := 0
-	for _, t := range a.calls {
-		if t <= now && now-t < int64(c.CallWindow) {
-			used++
-		}
-	}
-	return max(0, c.CallsPerWindow-used)
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/callready/callready/store"
 )
 
 // Kind is how long a grant lasts.
@@ -147,6 +149,15 @@ const (
 	Extended ChangeType = "extended" // still callable, the entry changed (later expiry, now permanent, …)
 	Revoked  ChangeType = "revoked"  // the user (or Meta) ended the permission
 	Expired  ChangeType = "expired"  // a temporary permission reached its expiry
+	// Updated: still callable with the same grant; only the call budget
+	// changed (calls left, unanswered streak and so its warning), by an
+	// event or by the clock (a call leaving the call window). Replace the
+	// row, as for Extended.
+	Updated ChangeType = "updated"
+	// Scheduled is internal to the change log: the pair's next wake-up
+	// instant moved and nothing listed changed. Trackers apply it to their
+	// index; Subscribe never delivers it and Record never returns it.
+	Scheduled ChangeType = "scheduled"
 )
 
 // Change is one change to the callable list. Revisions increase in the
@@ -172,6 +183,9 @@ var (
 	// ErrResync: the revisions a subscriber asked to resume from are no
 	// longer retained; call Eligible and subscribe from its revision.
 	ErrResync = errors.New("permission: changes no longer retained, re-list")
+	// ErrBeyondRetention: the question is about an instant older than the
+	// ledger keeps (Config.LedgerRetention).
+	ErrBeyondRetention = errors.New("permission: instant before the ledger's retention horizon")
 	// ErrBadCursor: a page cursor was not produced by this tracker's
 	// Eligible for the same query.
 	ErrBadCursor = errors.New("permission: bad cursor")
@@ -230,13 +244,15 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 	if e.At.IsZero() {
 		return e, invalid("zero event time")
 	}
-	e.At = e.At.UTC()
-	if !e.ExpiresAt.IsZero() {
-		e.ExpiresAt = e.ExpiresAt.UTC()
-	}
 	// The index keys times as unix nanoseconds: years 1678 to 2262.
 	if !fitsNanos(e.At) || !fitsNanos(e.At.Add(ttl)) || (!e.ExpiresAt.IsZero() && !fitsNanos(e.ExpiresAt)) {
 		return e, invalid("time out of range (years 1678 to 2262): %s", e.At.Format(time.RFC3339))
+	}
+	// Times are kept at the precision every store keeps (store.Precision),
+	// so a redelivery compares equal whatever the adapter.
+	e.At = e.At.UTC().Round(0).Truncate(store.Precision)
+	if !e.ExpiresAt.IsZero() {
+		e.ExpiresAt = e.ExpiresAt.UTC().Round(0).Truncate(store.Precision)
 	}
 	switch e.Type {
 	case EventGrant:

@@ -24,7 +24,7 @@ func TestRegressionExpiringWithinOverflow(t *testing.T) {
 	p, err := f.tr.Eligible(f.ctx, ch, Query{ExpiringWithin: math.MaxInt64})
 	require.NoError(t, err)
 	assert.Len(t, p.Entries, 1, "a grant expiring in 7 days expires within ~292 years")
-	_, soon := f.tr.Count(ch, t0, math.MaxInt64)
+	_, soon, _ := f.tr.Count(ch, t0, math.MaxInt64)
 	assert.Equal(t, 1, soon)
 }
 
@@ -35,6 +35,7 @@ func TestRegressionMaxExpiryCollidesWithPermanentKey(t *testing.T) {
 	f := newFixture(t, Config{})
 	exp := time.Unix(0, math.MaxInt64).UTC()
 	at := exp.Add(-200 * time.Hour)
+	f.clk.Set(at)
 	// The last representable instant is the index's key for "never": an
 	// expiry there is refused rather than listed as permanent.
 	_, err := f.tr.Record(f.ctx, Event{Type: EventGrant, Channel: ch, Contact: "u1", At: at, ExpiresAt: exp})
@@ -74,7 +75,7 @@ func TestRegressionSharedSkewLeavesStaleEntry(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, b.Channels(), "the expired entry is gone after B's own sweep")
 	b.mu.RLock()
-	due := b.idx.due(clkB.Now(), 10)
+	due := b.idx.due(clkB.Now().UnixNano(), 10)
 	b.mu.RUnlock()
 	assert.Empty(t, due, "still due after a sweep: the expiry loop spins")
 }
@@ -129,52 +130,6 @@ func (s *hookStore) Changes(ctx context.Context, after int64, limit int) ([]stor
 		s.onChanges(after)
 	}
 	return s.Store.Changes(ctx, after, limit)
-}
-
-// catchUp reads each pair's current state after reading a page of changes:
-// between pages the index reflects changes beyond the revision Eligible
-// reports, so a client that lists and then watches from Page.Revision sees
-// a change twice (here: the list at revision 1 already lacks u1, then
-// Revoked u1 arrives).
-func TestRegressionSharedEligibleRevisionBehindIndex(t *testing.T) {
-	ctx := context.Background()
-	clk := clock.NewMock()
-	clk.Set(t0)
-	mem := memory.New(memory.Config{})
-	hs := &hookStore{Store: mem}
-	a, err := New(ctx, Config{Store: mem, Clock: clk, Shared: true})
-	require.NoError(t, err)
-	defer a.Close()
-	b, err := New(ctx, Config{Store: hs, Clock: clk, Shared: true})
-	require.NoError(t, err)
-	defer b.Close()
-
-	_, err = a.Record(ctx, grant("u1", t0)) // revision 1
-	require.NoError(t, err)
-	hs.onGet = func() { // another instance writes while B is catching up
-		hs.onGet = nil
-		_, err := a.Record(ctx, revoke("u1", t0.Add(time.Minute), RevokeRejected)) // revision 2
-		require.NoError(t, err)
-	}
-	var page Page
-	hs.onChanges = func(after int64) {
-		if after == 1 { // B applied page 1, is about to read page 2
-			hs.onChanges = nil
-			page, err = b.Eligible(ctx, ch, Query{})
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, b.catchUp(ctx))
-	// Mid catch-up, B had applied nothing yet: its page says so.
-	require.Equal(t, int64(0), page.Revision)
-	assert.Empty(t, page.Entries)
-	// B read u1's state at revision 2, so it applied revisions 1 and 2
-	// together: the index never shows revision 2 under revision 1.
-	assert.Equal(t, int64(2), b.Revision())
-	after, err := b.Eligible(ctx, ch, Query{})
-	require.NoError(t, err)
-	assert.Equal(t, int64(2), after.Revision)
-	assert.Empty(t, after.Entries)
 }
 
 // A Record whose "now" is earlier than a sweep already committed re-opens

@@ -20,78 +20,39 @@ import (
 // when the store gives no notification.
 const DefaultPollInterval = time.Second
 
-// catchUp applies every change committed after the last one applied. For
-// the pairs a page of changes names it reads their current state, so the
-// index also gets what change rows do not carry (call activity). A state
-// read that way may already hold a later change: the page is then extended
-// up to that change, so the index never reflects a revision beyond the one
-// it reports (list, then watch, must neither miss nor repeat a change).
+// catchUp applies every change committed after the last one applied,
+// straight from the change log: each entry carries everything the index
+// keeps for its pair, so no state is read.
 func (t *Tracker) catchUp(ctx context.Context) error {
 	t.followMu.Lock()
 	defer t.followMu.Unlock()
 	for {
-		page, err := t.changesAfter(ctx, t.applied, 1000)
+		page, err := t.store.Changes(ctx, t.applied, 1000)
+		if errors.Is(err, store.ErrCompacted) {
+			return t.relist(ctx)
+		}
 		if err != nil || len(page) == 0 {
 			return err
 		}
-		states := map[store.Key]*store.State{}
-		for read := 0; read < len(page); {
-			covered := page[len(page)-1].Revision
-			newest := covered
-			for _, sc := range page[read:] { // pairs named since the last read
-				st, err := t.store.Get(ctx, sc.Key)
-				if err != nil && !errors.Is(err, store.ErrNotFound) {
-					return err
-				}
-				states[sc.Key] = &st
-				newest = max(newest, st.Revision)
-			}
-			read = len(page)
-			if newest > covered {
-				more, err := t.store.Changes(ctx, covered, int(newest-covered))
-				if errors.Is(err, store.ErrCompacted) {
-					return t.relist(ctx)
-				}
-				if err != nil {
-					return err
-				}
-				page = append(page, more...)
-			}
+		t.applyChanges(page)
+		if len(page) < 1000 {
+			return nil
 		}
-		now := t.clock.Now()
-		ks := make([]keyState, 0, len(states))
-		for k, st := range states {
-			ks = append(ks, keyState{k, st, now})
-		}
-		changes := make([]Change, len(page))
-		for i, sc := range page {
-			changes[i] = fromStore(sc)
-		}
-		t.applyToIndex(ks, changes)
-		t.applied = page[len(page)-1].Revision
 	}
-}
-
-// changesAfter reads the change log, re-listing when it is compacted past
-// what this tracker applied.
-func (t *Tracker) changesAfter(ctx context.Context, after int64, limit int) ([]store.Change, error) {
-	page, err := t.store.Changes(ctx, after, limit)
-	if errors.Is(err, store.ErrCompacted) {
-		return nil, t.relist(ctx)
-	}
-	return page, err
 }
 
 // relist rebuilds the index from the store when the change log no longer
 // holds what this tracker missed. Subscribers cannot be told what they
-// missed either: they end with ErrResync and re-list.
+// missed either: they end with ErrResync and re-list. Callers hold
+// followMu.
 func (t *Tracker) relist(ctx context.Context) error {
 	idx := newIndex()
-	now := t.clock.Now()
-	rev, err := t.store.Load(ctx, func(k store.Key, s store.State) error {
-		if e, ok := indexEntry(k, &s, now); ok {
-			idx.set(k.Channel, k.Contact, e, activityOf(&s, t.cfg.Limits))
+	rev, err := t.store.Load(ctx, func(k store.Key, st store.State) error {
+		s, err := decodeState(st.Data)
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
 		}
+		idx.apply(k, s.listed, s.listed.ok, s.wake)
 		return nil
 	})
 	if err != nil {
@@ -100,7 +61,7 @@ func (t *Tracker) relist(ctx context.Context) error {
 	t.mu.Lock()
 	t.idx, t.indexRevision = idx, rev
 	t.mu.Unlock()
-	select { // the expiry loop's timer was armed for the old index
+	select { // the clock loop's timer was armed for the old index
 	case t.kick <- struct{}{}:
 	default:
 	}
@@ -120,7 +81,7 @@ func (t *Tracker) relist(ctx context.Context) error {
 func (t *Tracker) followLoop() {
 	defer t.wg.Done()
 	notifier, _ := store.AsNotifier(t.store)
-	poll := time.NewTimer(t.cfg.PollInterval)
+	poll := t.clock.Timer(t.cfg.PollInterval)
 	defer poll.Stop()
 	for {
 		if notifier != nil {
@@ -145,9 +106,11 @@ func (t *Tracker) followLoop() {
 		}
 		if err := t.catchUp(t.ctx); err != nil && !t.closed() {
 			t.log.Warn("callready: following the change log failed; retrying", "err", err)
+			backoff := t.clock.Timer(t.cfg.PollInterval)
 			select { // back off instead of spinning on a store that is down
-			case <-time.After(t.cfg.PollInterval):
+			case <-backoff.C:
 			case <-t.ctx.Done():
+				backoff.Stop()
 				return
 			}
 		}

@@ -46,11 +46,23 @@ func (t *Tracker) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 	if opts.After < 0 {
 		return nil, fmt.Errorf("permission: negative revision %d", opts.After)
 	}
+	if t.cfg.Shared && opts.After > t.Revision() {
+		// Another tracker may be ahead of this one: catch up before judging.
+		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.WriteTimeout)
+		err := t.catchUp(ctx)
+		cancel()
+		if err != nil && !t.closed() {
+			return nil, err
+		}
+	}
 	s := &Subscription{t: t, channel: opts.Channel, notify: make(chan struct{}, 1)}
 	t.subMu.Lock()
 	defer t.subMu.Unlock()
 	if t.closed() {
 		return nil, ErrClosed
+	}
+	if opts.After > t.published {
+		return nil, fmt.Errorf("%w: revision %d is beyond the latest (%d)", ErrResync, opts.After, t.published)
 	}
 	s.liveFrom, s.last = t.published, opts.After
 	t.subs[s] = struct{}{}
@@ -122,7 +134,7 @@ func (s *Subscription) nextReplayed(ctx context.Context) (Change, bool, error) {
 		c := s.replay[0]
 		s.replay = s.replay[1:]
 		s.last = c.Revision
-		if s.channel == "" || c.Entry.Channel == s.channel {
+		if c.Type != Scheduled && (s.channel == "" || c.Entry.Channel == s.channel) {
 			return c, true, nil
 		}
 	}
@@ -154,13 +166,12 @@ func (s *Subscription) end(err error) {
 }
 
 // publish hands committed changes to every subscriber without blocking.
-func (t *Tracker) publish(changes []Change) {
-	if len(changes) == 0 {
-		return
-	}
+// rev is the last revision applied, which may be an index-only change
+// subscribers never see.
+func (t *Tracker) publish(changes []Change, rev int64) {
 	t.subMu.Lock()
 	defer t.subMu.Unlock()
-	t.published = max(t.published, changes[len(changes)-1].Revision)
+	t.published = max(t.published, rev)
 	for s := range t.subs {
 		n := 0
 		s.mu.Lock()

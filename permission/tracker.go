@@ -62,9 +62,26 @@ type Config struct {
 	// the store sends no notification (see store.Notifier), and how long it
 	// waits before retrying a failed read. Default DefaultPollInterval (1 s).
 	PollInterval time.Duration
+	// LedgerRetention is how long recorded events are kept, by event time.
+	// Older events are pruned (by Start's loop, or PruneLedger) unless they
+	// still decide something after the horizon (a permanent grant, a grant
+	// not yet over, the revocation that ends one), and questions about
+	// instants before the horizon fail with ErrBeyondRetention. Default
+	// DefaultLedgerRetention (400 days); KeepForever never prunes.
+	LedgerRetention time.Duration
 	// Logger receives warnings from the background expiry loop. Default: discard.
 	Logger *slog.Logger
 }
+
+// DefaultLedgerRetention is Config.LedgerRetention's default: 400 days,
+// longer than a year of audits. KeepForever disables pruning.
+const (
+	DefaultLedgerRetention time.Duration = 400 * 24 * time.Hour
+	KeepForever            time.Duration = -1
+)
+
+// pruneEvery is how often Start's loop prunes the ledger.
+const pruneEvery = time.Hour
 
 // Tracker keeps the callable list of every channel, fed by events and by
 // the clock. All methods are safe for concurrent use.
@@ -103,7 +120,10 @@ type Tracker struct {
 	armedHook func(next time.Time, ok bool) // tests: the expiry loop is waiting for next
 
 	followMu sync.Mutex // serializes catchUp; guards applied
-	applied  int64      // Shared: last change-log revision applied to the index
+	applied  int64      // last change-log revision applied to the index
+
+	inflight  sync.WaitGroup // Record and Sweep calls in progress, which Close waits for
+	lastPrune time.Time      // expiry loop only
 }
 
 // New opens a tracker on cfg.Store and rebuilds its index from the stored
@@ -135,6 +155,9 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.LedgerRetention == 0 {
+		cfg.LedgerRetention = DefaultLedgerRetention
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -151,17 +174,28 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 		done:      make(chan struct{}),
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
-	now := t.clock.Now()
-	rev, err := t.store.Load(ctx, func(k store.Key, s store.State) error {
-		if e, ok := indexEntry(k, &s, now); ok {
-			t.idx.set(k.Channel, k.Contact, e, activityOf(&s, cfg.Limits))
+	var missing []store.Key
+	rev, err := t.store.Load(ctx, func(k store.Key, st store.State) error {
+		if st.Data == nil {
+			missing = append(missing, k) // left by a migration: fold its ledger
+			return nil
 		}
+		s, err := decodeState(st.Data)
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
+		}
+		t.idx.apply(k, s.listed, s.listed.ok, s.wake)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("permission: loading the store: %w", err)
 	}
 	t.indexRevision, t.published, t.applied = rev, rev, rev
+	if len(missing) > 0 {
+		if err := t.rebuildStates(ctx, missing); err != nil {
+			return nil, fmt.Errorf("permission: rebuilding states from the ledger: %w", err)
+		}
+	}
 	return t, nil
 }
 
@@ -196,12 +230,16 @@ func (t *Tracker) Revision() int64 {
 
 // Record validates events and records them in one store transaction,
 // returning the changes to the callable list they caused (possibly none:
-// a duplicate or an event older than the state changes nothing). If any
-// event is invalid, Record returns an error wrapping ErrInvalidEvent and
-// records nothing. When Record returns nil the events are durable in the
-// store.
+// a redelivery, or an event that changes nothing listed). If any event is
+// invalid, Record returns an error wrapping ErrInvalidEvent and records
+// nothing. When Record returns nil the events are durable in the store.
 func (t *Tracker) Record(ctx context.Context, events ...Event) ([]Change, error) {
-	r := &request{now: t.clock.Now(), events: make([]Event, len(events)), done: make(chan struct{})}
+	if !t.enter() {
+		return nil, ErrClosed
+	}
+	defer t.inflight.Done()
+	now := t.clock.Now().UTC()
+	r := &request{now: now, events: make([]store.LedgerEvent, len(events)), done: make(chan struct{})}
 	for i, e := range events {
 		v, err := e.validate(t.cfg.TTL)
 		if err != nil {
@@ -210,10 +248,7 @@ func (t *Tracker) Record(ctx context.Context, events ...Event) ([]Change, error)
 			}
 			return nil, err
 		}
-		if v.Type == EventInboundCall && !t.callbacksEnabled(v.Channel) {
-			v.noCallback = true
-		}
-		r.events[i] = v
+		r.events[i] = ledgerEvent(v, t.cfg.TTL, v.Type == EventInboundCall && t.callbacksEnabled(v.Channel), now)
 	}
 	if len(events) == 0 {
 		return nil, nil
@@ -221,22 +256,51 @@ func (t *Tracker) Record(ctx context.Context, events ...Event) ([]Change, error)
 	if err := t.submit(ctx, r); err != nil {
 		return nil, err
 	}
-	return r.changes, nil
+	return visible(r.changes), nil
 }
 
-// Sweep records the expiry of every temporary grant due at now, in batches
-// of Config.SweepBatch, and returns how many expired. Hosts that do not
-// call Start (and tests) drive expiry with it.
+// enter registers a call Close must wait for; false once closed.
+func (t *Tracker) enter() bool {
+	t.lifeMu.Lock()
+	defer t.lifeMu.Unlock()
+	if t.closed() {
+		return false
+	}
+	t.inflight.Add(1)
+	return true
+}
+
+// visible drops the index-only changes subscribers never see.
+func visible(cs []Change) []Change {
+	out := cs[:0:0]
+	for _, c := range cs {
+		if c.Type != Scheduled {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Sweep records every change the clock has caused by now (expiries, call
+// slots freeing, grants stamped ahead of the clock taking effect), in
+// batches of Config.SweepBatch, and returns how many entries expired.
+// Hosts that do not call Start (and tests) drive the clock's changes with
+// it.
 func (t *Tracker) Sweep(ctx context.Context, now time.Time) (int, error) {
+	if !t.enter() {
+		return 0, ErrClosed
+	}
+	defer t.inflight.Done()
+	now = now.UTC()
 	total := 0
 	for {
 		t.mu.RLock()
-		due := t.idx.due(now, t.cfg.SweepBatch)
+		due := t.idx.due(now.UnixNano(), t.cfg.SweepBatch)
 		t.mu.RUnlock()
 		if len(due) == 0 {
 			return total, nil
 		}
-		r := &request{now: now, expire: due, changes: make([]Change, 0, len(due)), done: make(chan struct{})}
+		r := &request{now: now, wake: due, changes: make([]Change, 0, len(due)), done: make(chan struct{})}
 		if err := t.submit(ctx, r); err != nil {
 			return total, err
 		}
@@ -247,19 +311,42 @@ func (t *Tracker) Sweep(ctx context.Context, now time.Time) (int, error) {
 			}
 		}
 		total += expired
-		// A short batch was the last; a batch that recorded nothing held
-		// only entries another tracker had expired (now dropped): stop
-		// rather than spin, the next wake-up sweeps the rest.
-		if len(due) < t.cfg.SweepBatch || expired == 0 {
+		// A short batch was the last; a batch that changed nothing held
+		// only pairs another tracker had handled (the follower brings
+		// their changes): stop rather than spin.
+		if len(due) < t.cfg.SweepBatch || len(r.changes) == 0 {
 			return total, nil
 		}
 	}
 }
 
-// Start runs the expiry loop in a goroutine until Close: one timer, reset to
-// the next expiry in the index, records expiries as they fall due. It sweeps
-// once at start. With Config.Shared it also starts the change-log follower.
-// Calling Start more than once has no further effect.
+// PruneLedger deletes the ledger events older than now minus
+// Config.LedgerRetention that can no longer decide anything (see
+// store.Store.PruneLedger) and returns how many it deleted. Start's loop
+// calls it hourly; hosts that do not call Start may call it themselves.
+func (t *Tracker) PruneLedger(ctx context.Context, now time.Time) (int64, error) {
+	if t.closed() {
+		return 0, ErrClosed
+	}
+	if t.cfg.LedgerRetention < 0 {
+		return 0, nil
+	}
+	return t.store.PruneLedger(ctx, now.Add(-t.cfg.LedgerRetention))
+}
+
+// horizon is the oldest instant the ledger still answers for at now.
+func (t *Tracker) horizon(now time.Time) time.Time {
+	if t.cfg.LedgerRetention < 0 {
+		return time.Time{}
+	}
+	return now.Add(-t.cfg.LedgerRetention)
+}
+
+// Start runs the clock loop in a goroutine until Close: one timer, reset to
+// the next instant the clock changes an entry, records those changes as
+// they fall due, and prunes the ledger hourly. It sweeps once at start.
+// With Config.Shared it also starts the change-log follower. Calling Start
+// more than once has no further effect.
 func (t *Tracker) Start() {
 	t.lifeMu.Lock()
 	defer t.lifeMu.Unlock()
@@ -275,9 +362,10 @@ func (t *Tracker) Start() {
 	}
 }
 
-// Close stops the expiry loop and waits for it, ends every subscription
-// with ErrClosed and makes later calls fail with ErrClosed. It does not close
-// the store. Close is idempotent.
+// Close stops the background loops and waits for them and for every
+// Record and Sweep in flight, ends every subscription with ErrClosed and
+// makes later calls fail with ErrClosed. It does not close the store.
+// Close is idempotent.
 func (t *Tracker) Close() error {
 	t.closeOnce.Do(func() {
 		t.lifeMu.Lock()
@@ -291,6 +379,7 @@ func (t *Tracker) Close() error {
 		clear(t.subs)
 		t.subMu.Unlock()
 	})
+	t.inflight.Wait()
 	t.wg.Wait()
 	return nil
 }
@@ -310,23 +399,31 @@ func (t *Tracker) expiryLoop() {
 	timer.Stop()
 	defer timer.Stop()
 	for {
-		if _, err := t.Sweep(t.ctx, t.clock.Now()); err != nil && !t.closed() {
-			t.log.Warn("callready: expiry sweep failed; retrying at the next wake-up", "err", err)
+		now := t.clock.Now()
+		if _, err := t.Sweep(t.ctx, now); err != nil && !t.closed() {
+			t.log.Warn("callready: sweep failed; retrying at the next wake-up", "err", err)
+		}
+		if now.Sub(t.lastPrune) >= pruneEvery {
+			t.lastPrune = now
+			if _, err := t.PruneLedger(t.ctx, now); err != nil && !t.closed() {
+				t.log.Warn("callready: pruning the ledger failed; retrying in an hour", "err", err)
+			}
 		}
 		t.mu.RLock()
-		next, ok := t.idx.nextExpiry()
+		next, ok := t.idx.nextWake()
 		t.mu.RUnlock()
-		armed := false
+		// With nothing due the loop still wakes hourly, to prune.
+		d := pruneEvery
 		if ok {
-			d := next.Sub(t.clock.Now())
+			d = time.Unix(0, next).Sub(t.clock.Now())
 			if d <= 0 {
 				d = time.Millisecond // failed sweep: retry soon, without spinning
 			}
-			timer.Reset(d)
-			armed = true
 		}
+		timer.Reset(d)
+		armed := true
 		if t.armedHook != nil {
-			t.armedHook(next, ok)
+			t.armedHook(time.Unix(0, next).UTC(), ok)
 		}
 		select {
 		case <-t.done:
@@ -346,14 +443,14 @@ func (t *Tracker) expiryLoop() {
 // request is one unit of group commit: a Record call or a sweep batch.
 type request struct {
 	now     time.Time
-	events  []Event
-	expire  []Entry
+	events  []store.LedgerEvent
+	wake    []store.Key // pairs whose wake-up instant is due
 	changes []Change
 	err     error
 	done    chan struct{}
 }
 
-func (r *request) size() int { return len(r.events) + len(r.expire) }
+func (r *request) size() int { return len(r.events) + len(r.wake) }
 
 // submit queues r and waits until a committer (possibly this goroutine)
 // has written it.
@@ -400,104 +497,26 @@ func (t *Tracker) submit(ctx context.Context, r *request) error {
 	}
 }
 
+// pending is one pair being written by a batch.
 type pending struct {
-	key   store.Key
-	state store.State
-	now   time.Time // of the last request in the batch that touched the pair
-	dirty bool
+	key      store.Key
+	state    pairState
+	revision int64
+	dirty    bool
 }
 
-// commit writes a batch in one store transaction, then applies it to the
-// index and publishes its changes, in revision order. Only one commit runs
-// at a time.
+// commit writes a batch in one store transaction: the new ledger events,
+// the states folded from them and the change-log entries they cause. Then
+// it applies the committed changes to the index, through the same path as
+// another tracker's changes. Only one commit runs at a time.
 func (t *Tracker) commit(ctx context.Context, batch []*request) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.WriteTimeout)
 	defer cancel()
-	size := 0
-	for _, r := range batch {
-		size += r.size()
-	}
-	var states map[store.Key]*pending
-	var order []*pending
+	var appended []store.Change
 	err := t.store.Update(wctx, func(tx store.Tx) error {
-		states = make(map[store.Key]*pending, size)
-		order = order[:0]
-		// One allocation for the batch's pairs; it never grows (a batch has
-		// at most size pairs), so pointers into it stay valid.
-		slab := make([]pending, 0, size)
-		get := func(k store.Key) (*pending, error) {
-			if p := states[k]; p != nil {
-				return p, nil
-			}
-			s, err := tx.Get(wctx, k)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return nil, err
-			}
-			slab = append(slab, pending{key: k, state: s})
-			p := &slab[len(slab)-1]
-			states[k] = p
-			order = append(order, p)
-			return p, nil
-		}
-		emit := func(r *request, p *pending, c Change) error {
-			rev, err := tx.Append(wctx, store.Change{
-				Type: string(c.Type), Key: p.key, At: c.At, Kind: string(c.Entry.Kind), Source: string(c.Entry.Source),
-				GrantedAt: c.Entry.GrantedAt, ExpiresAt: c.Entry.ExpiresAt,
-				CallsLeft: c.Entry.CallsLeft, UnansweredStreak: c.Entry.UnansweredStreak,
-			})
-			if err != nil {
-				return err
-			}
-			c.Revision = rev
-			p.state.Revision = rev
-			p.dirty = true
-			r.changes = append(r.changes, c)
-			return nil
-		}
-		if gm, ok := tx.(store.GetManyTx); ok && size > 1 {
-			if err := prefetch(wctx, gm, batch, func(k store.Key, s store.State) {
-				slab = append(slab, pending{key: k, state: s})
-				p := &slab[len(slab)-1]
-				states[k] = p
-				order = append(order, p)
-			}); err != nil {
-				return err
-			}
-		}
-		for _, r := range batch {
-			r.changes = r.changes[:0]
-			for _, e := range r.events {
-				p, err := get(store.Key{Channel: e.Channel, Contact: e.Contact})
-				if err != nil {
-					return err
-				}
-				p.now = r.now
-				if err := t.apply(r, p, e, emit); err != nil {
-					return err
-				}
-			}
-			for _, e := range r.expire {
-				p, err := get(store.Key{Channel: e.Channel, Contact: e.Contact})
-				if err != nil {
-					return err
-				}
-				p.now = r.now
-				if ex, ok := pendingExpiry(p.key, &p.state, r.now); ok {
-					p.state.ExpiryNoted = ex.ExpiresAt
-					if err := emit(r, p, Change{Type: Expired, At: ex.ExpiresAt, Entry: ex}); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		for _, p := range order {
-			if p.dirty {
-				if err := tx.Put(wctx, p.key, p.state); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		appended = appended[:0]
+		w := batchWriter{t: t, tx: tx, ctx: wctx, pairs: make(map[store.Key]*pending)}
+		return w.write(batch, &appended)
 	})
 	if err != nil {
 		for _, r := range batch {
@@ -506,188 +525,328 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 		}
 		return
 	}
-
 	defer func() {
 		for _, r := range batch {
 			close(r.done)
 		}
 	}()
-	if t.cfg.Shared {
-		// Other trackers write to the store too: the index follows the
-		// change log in revision order, own changes included.
-		if err := t.catchUp(wctx); err != nil {
+	if t.cfg.Shared || (len(appended) > 0 && appended[0].Revision != t.Revision()+1) {
+		// Other trackers write to the store too, or revisions this
+		// tracker never applied were committed (a write reported as failed
+		// that the store made anyway): follow the log, this batch
+		// included, so nothing committed stays out of the list.
+		if err := t.catchUp(wctx); err == nil {
+			return
+		} else if t.cfg.Shared {
 			t.log.Warn("callready: reading the change log after a write failed; the follower will retry", "err", err)
-		}
-		t.dropSwept(batch)
-		return
-	}
-	n := 0
-	for _, r := range batch {
-		n += len(r.changes)
-	}
-	changes := make([]Change, 0, n)
-	for _, r := range batch {
-		changes = append(changes, r.changes...)
-	}
-	if len(changes) > 0 && changes[0].Revision != t.Revision()+1 {
-		// Revisions this tracker never applied were committed: a write
-		// reported as failed that the store committed anyway, or another
-		// writer. Follow the log over the gap, this batch included, so
-		// nothing committed stays out of the list or unpublished.
-		t.followMu.Lock()
-		t.applied = t.Revision()
-		t.followMu.Unlock()
-		err := t.catchUp(wctx)
-		if err == nil {
 			return
 		}
 		t.log.Warn("callready: reading the change log over a revision gap failed", "err", err)
 	}
-	// Each pair's entry as of the newest request that touched it.
-	applied := make([]keyState, len(order))
-	for i, p := range order {
-		applied[i] = keyState{p.key, &p.state, p.now}
-	}
-	t.applyToIndex(applied, changes)
+	t.followMu.Lock()
+	defer t.followMu.Unlock()
+	t.applyChanges(appended)
 }
 
-// prefetch reads every pair of a batch with one GetMany and hands each to
-// add (pairs not stored as zero states), so the per-event get finds them.
-func prefetch(ctx context.Context, gm store.GetManyTx, batch []*request, add func(store.Key, store.State)) error {
-	seen := map[store.Key]bool{}
+// batchWriter folds one batch inside a store transaction.
+type batchWriter struct {
+	t     *Tracker
+	tx    store.Tx
+	ctx   context.Context
+	pairs map[store.Key]*pending
+	order []*pending
+}
+
+func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
+	var refs []store.EventRef
 	var keys []store.Key
 	for _, r := range batch {
-		for _, e := range r.events {
-			if k := (store.Key{Channel: e.Channel, Contact: e.Contact}); !seen[k] {
-				seen[k] = true
-				keys = append(keys, k)
-			}
+		for i := range r.events {
+			refs = append(refs, store.EventRef{Channel: r.events[i].Key.Channel, Dedupe: r.events[i].Dedupe})
+			keys = append(keys, r.events[i].Key)
 		}
-		for _, e := range r.expire {
-			if k := (store.Key{Channel: e.Channel, Contact: e.Contact}); !seen[k] {
-				seen[k] = true
-				keys = append(keys, k)
+		keys = append(keys, r.wake...)
+	}
+	seen := map[store.EventRef]bool{}
+	if len(refs) > 0 {
+		known, err := w.tx.Known(w.ctx, refs)
+		if err != nil {
+			return err
+		}
+		seen = known
+	}
+	if gm, ok := w.tx.(store.GetManyTx); ok && len(keys) > 1 {
+		got, err := gm.GetMany(w.ctx, uniqueKeys(keys))
+		if err != nil {
+			return err
+		}
+		for k, st := range got {
+			if _, err := w.add(k, st, true); err != nil {
+				return err
 			}
 		}
 	}
-	got, err := gm.GetMany(ctx, keys)
-	if err != nil {
-		return err
+	for _, r := range batch {
+		r.changes = r.changes[:0]
+		now := r.now.UnixNano()
+		for i := range r.events {
+			le := &r.events[i]
+			ref := store.EventRef{Channel: le.Key.Channel, Dedupe: le.Dedupe}
+			if seen[ref] {
+				continue // a redelivery: recorded already
+			}
+			seen[ref] = true
+			p, err := w.get(le.Key)
+			if err != nil {
+				return err
+			}
+			p.state.fold(recOf(le, -1))
+			p.state.compact(now)
+			p.dirty = true
+			if err := w.settle(r, p, le.At.UnixNano(), appended); err != nil {
+				return err
+			}
+			le.Revision = p.revision
+			if err := w.tx.AppendEvent(w.ctx, *le); err != nil {
+				return err
+			}
+		}
+		for _, k := range r.wake {
+			p, err := w.get(k)
+			if err != nil {
+				return err
+			}
+			if p.state.wake == none || p.state.wake > now {
+				continue // handled by another tracker already
+			}
+			at := p.state.wake
+			p.state.compact(now)
+			if err := w.settle(r, p, at, appended); err != nil {
+				return err
+			}
+		}
 	}
-	for _, k := range keys {
-		add(k, got[k])
+	for _, p := range w.order {
+		if p.dirty {
+			if err := w.tx.Put(w.ctx, p.key, store.State{Data: encodeState(&p.state), Revision: p.revision}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// dropSwept removes from the index the due entries a sweep found already
-// expired in the store (another tracker recorded the expiry, so no change
-// of this batch names them), unless a newer grant replaced them meanwhile.
-func (t *Tracker) dropSwept(batch []*request) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, r := range batch {
-		for _, e := range r.expire {
-			c := t.idx.channel(e.Channel, false)
-			if c == nil {
-				continue
+func uniqueKeys(keys []store.Key) []store.Key {
+	seen := make(map[store.Key]bool, len(keys))
+	out := keys[:0:0]
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func (w *batchWriter) add(k store.Key, st store.State, exists bool) (*pending, error) {
+	if exists && st.Data == nil {
+		// Only a migration leaves a stored pair without a cached state,
+		// and New rebuilds every such pair before it returns.
+		return nil, fmt.Errorf("permission: %s/%s has no cached state: open a new Tracker on this store to rebuild it from the ledger", k.Channel, k.Contact)
+	}
+	s, err := decodeState(st.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
+	}
+	p := &pending{key: k, state: s, revision: st.Revision}
+	w.pairs[k] = p
+	w.order = append(w.order, p)
+	return p, nil
+}
+
+func (w *batchWriter) get(k store.Key) (*pending, error) {
+	if p := w.pairs[k]; p != nil {
+		return p, nil
+	}
+	st, err := w.tx.Get(w.ctx, k)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	return w.add(k, st, err == nil)
+}
+
+// settle compares the pair's entry at its floor with the one last listed
+// and appends the change between them, if any; when only the wake-up
+// instant moved it appends a Scheduled change, so every tracker's index
+// (this one's included) learns it from the log.
+func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store.Change) error {
+	s := &p.state
+	lc := w.t.cfg.Limits
+	cur := s.entryAt(s.floor, lc)
+	wake := s.wakeAfter(s.floor, lc)
+	if typ, end, ok := s.split(s.listed, cur, lc); ok {
+		if err := w.appendChange(r, p, typ, end, s.listed, listed{}, wake, appended); err != nil {
+			return err
+		}
+	}
+	typ, cat, ok := s.transition(s.listed, cur, at)
+	if !ok {
+		if wake == s.wake {
+			return nil
+		}
+		typ, cat = Scheduled, s.floor
+	}
+	entry := cur
+	if typ == Revoked || typ == Expired {
+		entry = s.listed
+	}
+	return w.appendChange(r, p, typ, cat, entry, cur, wake, appended)
+}
+
+// appendChange appends one change about entry to the log and makes after
+// and wake the pair's listed entry and wake-up instant.
+func (w *batchWriter) appendChange(r *request, p *pending, typ ChangeType, cat int64, entry, after listed, wake int64, appended *[]store.Change) error {
+	s := &p.state
+	sc := store.Change{
+		Type: string(typ), Key: p.key, At: fromNs(cat), Kind: string(entry.kind), Source: string(entry.source),
+		GrantedAt: fromNs(entry.granted), CallsLeft: entry.callsLeft, UnansweredStreak: entry.streak, Wake: fromNs(wake),
+	}
+	if entry.ok && entry.kind == Temporary {
+		sc.ExpiresAt = fromNs(entry.expires)
+	}
+	if !entry.ok {
+		sc.GrantedAt = time.Time{}
+	}
+	rev, err := w.tx.Append(w.ctx, sc)
+	if err != nil {
+		return err
+	}
+	sc.Revision = rev
+	s.listed, s.wake = after, wake
+	p.revision, p.dirty = rev, true
+	*appended = append(*appended, sc)
+	r.changes = append(r.changes, fromStore(sc))
+	return nil
+}
+
+// ledgerOfPair reads every ledger event of one pair.
+func ledgerOfPair(ctx context.Context, st store.Store, k store.Key) ([]store.LedgerEvent, error) {
+	var out []store.LedgerEvent
+	q := store.LedgerQuery{Channel: k.Channel, Contact: k.Contact, Limit: 1000}
+	for {
+		page, err := st.Ledger(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < q.Limit {
+			return out, nil
+		}
+		last := page[len(page)-1]
+		q.After = store.LedgerCursor{At: last.At, Seq: last.Seq}
+	}
+}
+
+// rebuildStates folds the ledger of pairs that have no cached state (a
+// migration left them so) and records the changes that makes. It reads
+// each channel's ledger once, in pages, rather than one query per pair.
+func (t *Tracker) rebuildStates(ctx context.Context, keys []store.Key) error {
+	now := t.clock.Now().UTC()
+	byChannel := map[string]map[string][]store.LedgerEvent{}
+	for _, k := range keys {
+		if byChannel[k.Channel] == nil {
+			byChannel[k.Channel] = map[string][]store.LedgerEvent{}
+		}
+		byChannel[k.Channel][k.Contact] = nil
+	}
+	for channel, pairs := range byChannel {
+		q := store.LedgerQuery{Channel: channel, Limit: 10000}
+		for {
+			page, err := t.store.Ledger(ctx, q)
+			if err != nil {
+				return err
 			}
-			if s := c.slots[e.Contact]; s != nil && s.expires == e.ExpiresAt.UnixNano() {
-				t.idx.remove(e.Channel, e.Contact)
+			for _, e := range page {
+				if evs, ok := pairs[e.Key.Contact]; ok {
+					pairs[e.Key.Contact] = append(evs, e)
+				}
 			}
+			if len(page) < q.Limit {
+				break
+			}
+			q.After = store.LedgerCursor{At: page[len(page)-1].At, Seq: page[len(page)-1].Seq}
 		}
 	}
-}
-
-// indexEntry is the entry the index holds for a pair at now: the callable
-// entry, or a temporary one that reached its expiry but whose expiry is not
-// recorded yet (left for the sweep). An expiry already recorded is never
-// undone by a clock that is behind it.
-func indexEntry(k store.Key, s *store.State, now time.Time) (Entry, bool) {
-	now = later(now, s.ExpiryNoted)
-	if e, ok := entryAt(k, s, now); ok {
-		return e, true
+	for chunk := range slices.Chunk(keys, 500) {
+		states := make([]pairState, len(chunk))
+		for i, k := range chunk {
+			states[i] = rebuild(byChannel[k.Channel][k.Contact])
+			states[i].compact(now.UnixNano())
+		}
+		r := &request{now: now, done: make(chan struct{})}
+		var appended []store.Change
+		err := t.store.Update(ctx, func(tx store.Tx) error {
+			appended, r.changes = appended[:0], r.changes[:0]
+			w := batchWriter{t: t, tx: tx, ctx: ctx, pairs: make(map[store.Key]*pending)}
+			for i, k := range chunk {
+				p := &pending{key: k, state: states[i], dirty: true}
+				if err := w.settle(r, p, now.UnixNano(), &appended); err != nil {
+					return err
+				}
+				if err := tx.Put(ctx, k, store.State{Data: encodeState(&p.state), Revision: p.revision}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		t.followMu.Lock()
+		t.applyChanges(appended)
+		t.followMu.Unlock()
 	}
-	return pendingExpiry(k, s, now)
+	return nil
 }
 
-type keyState struct {
-	key   store.Key
-	state *store.State
-	now   time.Time
-}
-
-// applyToIndex makes the index hold each pair's entry at its instant, moves
-// the index revision to the last change, publishes the changes, and wakes
-// the expiry loop when a temporary entry may now expire first.
-func (t *Tracker) applyToIndex(states []keyState, changes []Change) {
-	var earliest time.Time
+// applyChanges is the one path by which the index changes: committed
+// change-log entries, in revision order, whoever wrote them. It moves the
+// index revision to the last one, publishes the visible changes, and wakes
+// the clock loop when a wake-up instant may now come first. Callers hold
+// followMu.
+func (t *Tracker) applyChanges(changes []store.Change) {
+	if len(changes) == 0 {
+		return
+	}
+	out := make([]Change, 0, len(changes))
+	kick := false
 	t.mu.Lock()
-	for _, ks := range states {
-		e, ok := indexEntry(ks.key, ks.state, ks.now)
-		if ok {
-			t.idx.set(ks.key.Channel, ks.key.Contact, e, activityOf(ks.state, t.cfg.Limits))
-		} else {
-			t.idx.remove(ks.key.Channel, ks.key.Contact)
+	for i := range changes {
+		sc := &changes[i]
+		if sc.Revision <= t.applied {
+			continue
 		}
-		if ok && e.Kind == Temporary && (earliest.IsZero() || e.ExpiresAt.Before(earliest)) {
-			earliest = e.ExpiresAt
+		c := fromStore(*sc)
+		l := listed{ok: sc.Kind != "" && c.Type != Revoked && c.Type != Expired, kind: Kind(sc.Kind), source: Source(sc.Source),
+			granted: toNs(sc.GrantedAt), expires: never, callsLeft: sc.CallsLeft, streak: sc.UnansweredStreak}
+		if !sc.ExpiresAt.IsZero() {
+			l.expires = sc.ExpiresAt.UnixNano()
 		}
-	}
-	if n := len(changes); n > 0 {
-		t.indexRevision = max(t.indexRevision, changes[n-1].Revision)
+		wake := toNs(sc.Wake)
+		kick = kick || wake != none
+		t.idx.apply(sc.Key, l, l.ok, wake)
+		t.applied = sc.Revision
+		t.indexRevision = sc.Revision
+		if c.Type != Scheduled {
+			out = append(out, c)
+		}
 	}
 	t.mu.Unlock()
-	t.publish(changes)
-	if !earliest.IsZero() {
+	t.publish(out, t.applied)
+	if kick {
 		select {
 		case t.kick <- struct{}{}:
 		default:
 		}
 	}
-}
-
-// apply folds one event into a pair, emitting the changes it causes: first
-// the expiry of a grant that ran out before the event, then the event's own.
-func (t *Tracker) apply(r *request, p *pending, e Event, emit func(*request, *pending, Change) error) error {
-	s := &p.state
-	// Never judge a pair at an instant before an expiry already recorded
-	// (by a sweep that ran at a later now, here or in another tracker):
-	// the grant would look callable again.
-	now := later(r.now, s.ExpiryNoted)
-	if ex, ok := pendingExpiry(p.key, s, now); ok {
-		s.ExpiryNoted = ex.ExpiresAt
-		if err := emit(r, p, Change{Type: Expired, At: ex.ExpiresAt, Entry: ex}); err != nil {
-			return err
-		}
-	}
-	before, had := t.entryWithLimits(p.key, s, now)
-	if !merge(s, e, t.cfg.TTL, !e.noCallback) {
-		return nil
-	}
-	p.dirty = true
-	// A late grant that ran out before now was never callable: note its
-	// expiry silently so no sweep reports it.
-	if _, ok := pendingExpiry(p.key, s, now); ok {
-		s.ExpiryNoted = s.Temporary.ExpiresAt
-	}
-	after, has := t.entryWithLimits(p.key, s, now)
-	if c, ok := transition(before, after, had, has, s, e.At); ok {
-		return emit(r, p, c)
-	}
-	return nil
-}
-
-// entryWithLimits is entryAt with the entry's call budget filled in, so a
-// change of calls left or of the streak is an Extended change.
-func (t *Tracker) entryWithLimits(k store.Key, s *store.State, now time.Time) (Entry, bool) {
-	e, ok := entryAt(k, s, now)
-	if ok {
-		a := activityOf(s, t.cfg.Limits)
-		e.CallsLeft = a.callsLeft(now.UnixNano(), t.cfg.Limits)
-		if a != nil {
-			e.UnansweredStreak = a.streak
-		}
-	}
-	return e, ok
 }

@@ -221,13 +221,13 @@ func TestEligibleOrdersAndPages(t *testing.T) {
 	_, err = f.tr.Eligible(f.ctx, ch, Query{Cursor: "!!"})
 	require.ErrorIs(t, err, ErrBadCursor)
 
-	nCallable, nSoon := f.tr.Count(ch, now, 0)
+	nCallable, nSoon, _ := f.tr.Count(ch, now, 0)
 	assert.Equal(t, 12, nCallable)
 	assert.Zero(t, nSoon)
-	nCallable, nSoon = f.tr.Count(ch, t0.Add(168*time.Hour-time.Minute), 2*time.Hour)
+	nCallable, nSoon, _ = f.tr.Count(ch, t0.Add(168*time.Hour-time.Minute), 2*time.Hour)
 	assert.Equal(t, 12, nCallable)
 	assert.Equal(t, 2, nSoon, "u0 and u1 expire within 2 h")
-	nCallable, _ = f.tr.Count(ch, t0.Add(200*time.Hour), 0)
+	nCallable, _, _ = f.tr.Count(ch, t0.Add(200*time.Hour), 0)
 	assert.Equal(t, 2, nCallable, "expired, not yet swept: not counted")
 	assert.Equal(t, []string{ch}, f.tr.Channels())
 

@@ -1,7 +1,9 @@
 // Package store defines the storage contract behind a permission.Tracker.
 //
-// An adapter persists two things: the merged state of every (channel,
-// contact) pair, and an append-only change log whose entries carry
+// An adapter persists three things, written together in one transaction:
+// the ledger (every event recorded, once: the source of truth), the cached
+// state derived from each (channel, contact) pair's events, and an
+// append-only change log of the callable list whose entries carry
 // increasing revisions. The tracker does all the reasoning (merge rules,
 // expiry, eligibility); an adapter only stores and returns records, so a host
 // can implement Store on the database it already runs. Every method takes a
@@ -40,43 +42,21 @@ type Key struct {
 	Contact string
 }
 
-// Grant is the latest grant of one kind held for a pair. The zero Grant
-// means none.
-type Grant struct {
-	At        time.Time // when the user granted (event time); zero: no grant
-	ExpiresAt time.Time // temporary grants only; zero for permanent ones
-	Source    string    // opaque to the store (permission.Source)
-	EventID   string    // Meta's message or call id, if known
-}
+// Times: adapters must keep every time they are given with at least
+// microsecond precision, in UTC. The tracker truncates event times to
+// microseconds before it merges them, so an adapter that keeps exactly
+// microseconds returns the same values it was given and a redelivered
+// event never looks new.
+const Precision = time.Microsecond
 
-// Revocation is the latest revocation seen for a pair. Zero means none.
-type Revocation struct {
-	At      time.Time
-	Reason  string // opaque to the store (permission.RevokeReason)
-	EventID string
-}
-
-// Activity is one limit-relevant event kept for rolling windows: a
-// permission request sent, a business call connected or unanswered, an
-// inbound call connected. Kind is opaque to the store.
-type Activity struct {
-	Kind string
-	ID   string
-	At   time.Time
-}
-
-// State is the merged state of one pair, as the tracker computes it.
-// Adapters persist and return it unchanged (times with at least microsecond
-// precision, in UTC).
+// State is the cached state of one pair: what the tracker derived from the
+// pair's ledger events, so it need not re-read them on every write.
 type State struct {
-	Temporary Grant
-	Permanent Grant // ExpiresAt always zero
-	Revoked   Revocation
-	// ExpiryNoted is the ExpiresAt of the temporary grant whose expiry has
-	// already been written to the change log, so expiry is recorded once.
-	ExpiryNoted time.Time
-	// Activity holds recent limit-relevant events, oldest first.
-	Activity []Activity
+	// Data is the tracker's encoding of the pair's derived state. It is
+	// opaque to the store: persist and return it byte for byte. Nil means
+	// none: the tracker rebuilds it from the ledger (a migration may leave
+	// it nil).
+	Data []byte
 	// Revision of the last change-log entry written for this pair (0: none).
 	Revision int64
 }
@@ -96,6 +76,66 @@ type Change struct {
 	// permission.Entry).
 	CallsLeft        int
 	UnansweredStreak int
+	// Wake is the next instant at which the clock alone changes the pair
+	// (an expiry, a call slot freeing, a grant stamped ahead of the clock
+	// taking effect); zero for none.
+	Wake time.Time
+}
+
+// LedgerEvent is one recorded event: the ledger is the append-only source
+// of truth every State is derived from. Adapters store the fields as given
+// and return them unchanged; only Type "revoke", Permanent and ExpiresAt
+// mean something to them (see Store.PruneLedger).
+type LedgerEvent struct {
+	// Seq is the event's position in the ledger, assigned by the store on
+	// AppendEvent: unique, increasing in append order within a store.
+	Seq int64
+	Key Key
+	// Dedupe identifies the event for redelivery: AppendEvent of an event
+	// whose Dedupe is already stored on the same channel is a no-op.
+	Dedupe string
+	Type   string // opaque (permission.EventType's name), "revoke" for revocations
+	ID     string // Meta's message or call id, if any
+	// Context is the id of the message or call the event answers.
+	Context   string
+	At        time.Time // event time
+	ExpiresAt time.Time // until when the event grants permission; zero: not a temporary grant
+	Permanent bool      // a permanent grant
+	Connected bool      // call events: picked up
+	Source    string    // opaque (permission.Source)
+	Reason    string    // opaque (permission.RevokeReason)
+	Origin    string    // opaque (permission.Origin): webhook, host, reconcile, migrated
+	// RecordedAt is when the tracker recorded it, by its clock, and
+	// Revision the change-log revision of the pair once it was applied.
+	RecordedAt time.Time
+	Revision   int64
+}
+
+// EventRef names a ledger event for deduplication.
+type EventRef struct {
+	Channel string
+	Dedupe  string
+}
+
+// LedgerCursor is a position in a ledger listing: the (At, Seq) of the last
+// event returned.
+type LedgerCursor struct {
+	At  time.Time
+	Seq int64
+}
+
+// LedgerQuery selects ledger events of one channel, ordered by (At, Seq).
+type LedgerQuery struct {
+	Channel string // required
+	Contact string // optional: one pair only
+	// From and To bound the event time: From <= At < To. Zero: unbounded.
+	From, To time.Time
+	// RecordedBy, when set, keeps only events with RecordedAt <= RecordedBy.
+	RecordedBy time.Time
+	// After continues a listing after the cursor (exclusive). Zero: start.
+	After LedgerCursor
+	// Limit caps the events returned; zero or less means no limit.
+	Limit int
 }
 
 // Tx is one atomic write. Nothing written through a Tx is visible to other
@@ -107,6 +147,14 @@ type Tx interface {
 	Get(ctx context.Context, key Key) (State, error)
 	// Put replaces the pair's state.
 	Put(ctx context.Context, key Key, s State) error
+	// Known reports which of refs name events already in the ledger,
+	// including those appended earlier in this transaction: the tracker
+	// asks once per batch, before it folds the batch's events.
+	Known(ctx context.Context, refs []EventRef) (map[EventRef]bool, error)
+	// AppendEvent adds e to the ledger; Seq is assigned by the store. An
+	// event whose (Key.Channel, Dedupe) is stored already is not added
+	// again (callers check with Known first).
+	AppendEvent(ctx context.Context, e LedgerEvent) error
 	// Append adds c to the change log and returns the revision assigned to
 	// it. Revisions are positive and increase in commit order. Gap-free
 	// revisions (as memory and sqlstore assign) let a tracker notice a
@@ -143,6 +191,46 @@ type Store interface {
 	// after+1 (and after is below the latest revision) it returns
 	// ErrCompacted.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	// Ledger returns the committed ledger events q selects, ordered by
+	// (At, Seq).
+	Ledger(ctx context.Context, q LedgerQuery) ([]LedgerEvent, error)
+	// PruneLedger deletes the events with At before horizon that can no
+	// longer decide anything at or after it, and returns how many it
+	// deleted. An event before the horizon is kept when it may still grant
+	// permission after it (Permanent, or ExpiresAt after horizon), and an
+	// event of Type "revoke" is kept when its pair has such a kept event
+	// that is not newer than it (the revocation may still end that grant).
+	PruneLedger(ctx context.Context, horizon time.Time) (int64, error)
+}
+
+// LedgerRevoke is the LedgerEvent.Type of revocations, the one type name
+// stores know (see PruneLedger).
+const LedgerRevoke = "revoke"
+
+// PruneKeeps reports, for one pair's events before horizon, which the
+// PruneLedger rule keeps. Adapters that prune in Go use it; SQL adapters
+// state the same rule in SQL.
+func PruneKeeps(events []LedgerEvent, horizon time.Time) []bool {
+	keep := make([]bool, len(events))
+	var earliest time.Time // oldest kept grant before the horizon
+	for i, e := range events {
+		if !e.At.Before(horizon) {
+			keep[i] = true
+			continue
+		}
+		if e.Permanent || e.ExpiresAt.After(horizon) {
+			keep[i] = true
+			if earliest.IsZero() || e.At.Before(earliest) {
+				earliest = e.At
+			}
+		}
+	}
+	for i, e := range events {
+		if e.Type == LedgerRevoke && e.At.Before(horizon) && !earliest.IsZero() && !e.At.Before(earliest) {
+			keep[i] = true
+		}
+	}
+	return keep
 }
 
 // Notifier is an optional capability: a store shared by several trackers

@@ -230,8 +230,15 @@ func TestFixturesConverge(t *testing.T) {
 				assert.Equal(t, st, x.Status, "Explain(%s): %s", contact, x.Reason)
 				got[contact] = x
 			}
-			// The rejected business call counts once for Ravi.
-			assert.Equal(t, 1, got[ravi].Limits.UnansweredStreak)
+			// Ravi's rejected business call came before Meta's automatic
+			// revoke, where the unanswered streak restarts.
+			assert.Equal(t, 0, got[ravi].Limits.UnansweredStreak)
+			for contact, x := range got {
+				for i := range x.Evidence {
+					x.Evidence[i].Revision = 0 // the change-log position depends on the order
+				}
+				got[contact] = x
+			}
 			if first == nil {
 				first = got
 			} else {

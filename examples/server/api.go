@@ -175,7 +175,11 @@ func (s *server) listChannels(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, c := range s.inbox.channelList() {
-		n, soon := s.tracker.Count(c.Channel, now, 24*time.Hour)
+		n, soon, err := s.tracker.Count(c.Channel, now, 24*time.Hour)
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
 		out = append(out, channelJSON{Channel: c.Channel, Display: c.Display, Callable: n, Expiring24h: soon})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"channels": out})

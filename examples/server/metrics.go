@@ -71,7 +71,10 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	now := m.s.clock.Now()
 	for _, c := range m.s.inbox.channelList() {
-		n, _ := m.s.tracker.Count(c.Channel, now, 0)
+		n, _, err := m.s.tracker.Count(c.Channel, now, 0)
+		if err != nil {
+			return // closing: no gauges
+		}
 		ch <- prometheus.MustNewConstMetric(m.callableDesc, prometheus.GaugeValue, float64(n), c.Channel)
 	}
 	if m.webhookStats == nil {

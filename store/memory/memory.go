@@ -1,5 +1,6 @@
-// Package memory is the in-process store adapter: pair states in a map and
-// a bounded change log in a ring, both lost when the process exits. It is
+// Package memory is the in-process store adapter: the ledger in ordered
+// trees, pair states in a map and a bounded change log in a ring, all lost
+// when the process exits. It is
 // what tests, examples and single-process hosts that do not need durability
 // use, and it implements store.Notifier so several trackers in one process
 // can share it.
@@ -8,10 +9,11 @@ package memory
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/google/btree"
 
 	"github.com/callready/callready/store"
 )
@@ -38,6 +40,13 @@ type Store struct {
 	revision  int64
 	closed    bool
 	wake      chan struct{} // closed and replaced on every commit
+
+	// The ledger: each channel's events in (At, Seq) order, each pair's in
+	// append order, and the dedupe keys.
+	ledger  map[string]*btree.BTreeG[*store.LedgerEvent]
+	byPair  map[store.Key][]*store.LedgerEvent
+	dedupe  map[store.EventRef]struct{}
+	lastSeq int64
 }
 
 var (
@@ -51,7 +60,11 @@ func New(cfg Config) *Store {
 	if r <= 0 {
 		r = DefaultRetention
 	}
-	return &Store{pairs: make(map[store.Key]record), retention: r, wake: make(chan struct{})}
+	return &Store{
+		pairs: make(map[store.Key]record), retention: r, wake: make(chan struct{}),
+		ledger: make(map[string]*btree.BTreeG[*store.LedgerEvent]), byPair: make(map[store.Key][]*store.LedgerEvent),
+		dedupe: make(map[store.EventRef]struct{}),
+	}
 }
 
 // Close makes every later call fail with store.ErrClosed and wakes waiters.
@@ -74,6 +87,8 @@ type tx struct {
 	s       *Store
 	undo    []undo
 	changes []store.Change
+	events  []store.LedgerEvent
+	added   map[store.EventRef]struct{}
 }
 
 type undo struct {
@@ -109,6 +124,40 @@ func (t *tx) Append(ctx context.Context, c store.Change) (int64, error) {
 	return c.Revision, nil
 }
 
+func (t *tx) Known(ctx context.Context, refs []store.EventRef) (map[store.EventRef]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make(map[store.EventRef]bool)
+	for _, r := range refs {
+		_, stored := t.s.dedupe[r]
+		_, added := t.added[r]
+		if stored || added {
+			out[r] = true
+		}
+	}
+	return out, nil
+}
+
+func (t *tx) AppendEvent(ctx context.Context, e store.LedgerEvent) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := store.EventRef{Channel: e.Key.Channel, Dedupe: e.Dedupe}
+	if _, ok := t.s.dedupe[r]; ok {
+		return nil
+	}
+	if _, ok := t.added[r]; ok {
+		return nil
+	}
+	if t.added == nil {
+		t.added = make(map[store.EventRef]struct{})
+	}
+	t.added[r] = struct{}{}
+	t.events = append(t.events, e)
+	return nil
+}
+
 // rollback restores what the transaction overwrote, newest first.
 func (t *tx) rollback() {
 	for i := len(t.undo) - 1; i >= 0; i-- {
@@ -140,6 +189,9 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	for _, c := range t.changes {
 		s.appendLocked(c)
 	}
+	for i := range t.events {
+		s.addEventLocked(t.events[i])
+	}
 	if len(t.changes) > 0 {
 		close(s.wake)
 		s.wake = make(chan struct{})
@@ -155,6 +207,142 @@ func (s *Store) appendLocked(c store.Change) {
 	}
 	s.log[s.head] = c
 	s.head = (s.head + 1) % s.retention
+}
+
+func lessEvent(a, b *store.LedgerEvent) bool {
+	if !a.At.Equal(b.At) {
+		return a.At.Before(b.At)
+	}
+	return a.Seq < b.Seq
+}
+
+func (s *Store) addEventLocked(e store.LedgerEvent) {
+	s.lastSeq++
+	e.Seq = s.lastSeq
+	p := &e
+	tr := s.ledger[e.Key.Channel]
+	if tr == nil {
+		tr = btree.NewG(32, lessEvent)
+		s.ledger[e.Key.Channel] = tr
+	}
+	tr.ReplaceOrInsert(p)
+	s.byPair[e.Key] = append(s.byPair[e.Key], p)
+	s.dedupe[store.EventRef{Channel: e.Key.Channel, Dedupe: e.Dedupe}] = struct{}{}
+}
+
+// Ledger returns the committed ledger events q selects.
+func (s *Store) Ledger(ctx context.Context, q store.LedgerQuery) ([]store.LedgerEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if q.Channel == "" {
+		return nil, fmt.Errorf("memory: ledger query without a channel")
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	var out []store.LedgerEvent
+	keep := func(e *store.LedgerEvent) bool { // false: stop
+		if !q.To.IsZero() && !e.At.Before(q.To) {
+			return false
+		}
+		if !q.After.At.IsZero() || q.After.Seq != 0 {
+			if !lessEvent(&store.LedgerEvent{At: q.After.At, Seq: q.After.Seq}, e) {
+				return true
+			}
+		}
+		if e.At.Before(q.From) || (!q.RecordedBy.IsZero() && e.RecordedAt.After(q.RecordedBy)) {
+			return true
+		}
+		out = append(out, *e)
+		return q.Limit <= 0 || len(out) < q.Limit
+	}
+	if q.Contact != "" {
+		evs := slices.Clone(s.byPair[store.Key{Channel: q.Channel, Contact: q.Contact}])
+		slices.SortFunc(evs, func(a, b *store.LedgerEvent) int {
+			if lessEvent(a, b) {
+				return -1
+			}
+			return 1
+		})
+		for _, e := range evs {
+			if !keep(e) {
+				break
+			}
+		}
+		return out, nil
+	}
+	tr := s.ledger[q.Channel]
+	if tr == nil {
+		return nil, nil
+	}
+	from := &store.LedgerEvent{At: q.From, Seq: -1}
+	if lessEvent(from, &store.LedgerEvent{At: q.After.At, Seq: q.After.Seq}) {
+		from = &store.LedgerEvent{At: q.After.At, Seq: q.After.Seq}
+	}
+	tr.AscendGreaterOrEqual(from, keep)
+	return out, nil
+}
+
+// PruneLedger implements the rule of store.Store.PruneLedger.
+func (s *Store) PruneLedger(ctx context.Context, horizon time.Time) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, store.ErrClosed
+	}
+	var n int64
+	for ch, tr := range s.ledger {
+		pairs := map[store.Key]bool{}
+		tr.Ascend(func(e *store.LedgerEvent) bool {
+			if !e.At.Before(horizon) {
+				return false
+			}
+			pairs[e.Key] = true
+			return true
+		})
+		for k := range pairs {
+			evs := s.byPair[k]
+			vals := make([]store.LedgerEvent, len(evs))
+			for i, e := range evs {
+				vals[i] = *e
+			}
+			keeps := store.PruneKeeps(vals, horizon)
+			kept := evs[:0]
+			for i, e := range evs {
+				if keeps[i] {
+					kept = append(kept, e)
+					continue
+				}
+				tr.Delete(e)
+				delete(s.dedupe, store.EventRef{Channel: ch, Dedupe: e.Dedupe})
+				n++
+			}
+			clear(evs[len(kept):])
+			if len(kept) == 0 {
+				delete(s.byPair, k)
+			} else {
+				s.byPair[k] = kept
+			}
+		}
+		if tr.Len() == 0 {
+			delete(s.ledger, ch)
+		}
+	}
+	return n, nil
+}
+
+// LedgerLen returns how many events the ledger holds (for tests and
+// benchmarks).
+func (s *Store) LedgerLen() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.dedupe)
 }
 
 // Get returns the committed state of one pair.
@@ -241,55 +429,12 @@ func (s *Store) Wait(ctx context.Context, after int64) error {
 	}
 }
 
-func cloneState(st store.State) store.State {
-	st.Activity = slices.Clone(st.Activity)
-	return st
-}
-
-// record is a State packed for memory: times as unix nanoseconds (no
-// *time.Location pointers for the GC to scan) and the activity slice only
-// when there is activity. It keeps a pair in about half the bytes of a
-// store.State.
+// record is a pair's cached state as stored.
 type record struct {
-	tAt, tExp, pAt, rAt, noted, rev    int64
-	tSrc, tID, pSrc, pID, rReason, rID string
-	act                                []store.Activity
+	data []byte
+	rev  int64
 }
 
-// zeroTime marks the zero time.Time, which has no unix nanosecond value.
-const zeroTime = math.MinInt64
+func compact(st store.State) record { return record{data: slices.Clone(st.Data), rev: st.Revision} }
 
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return zeroTime
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == zeroTime {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func compact(s store.State) record {
-	return record{
-		tAt: nanos(s.Temporary.At), tExp: nanos(s.Temporary.ExpiresAt), pAt: nanos(s.Permanent.At), rAt: nanos(s.Revoked.At),
-		noted: nanos(s.ExpiryNoted), rev: s.Revision,
-		tSrc: s.Temporary.Source, tID: s.Temporary.EventID, pSrc: s.Permanent.Source, pID: s.Permanent.EventID,
-		rReason: s.Revoked.Reason, rID: s.Revoked.EventID,
-		act: slices.Clone(s.Activity), // the caller keeps its slice
-	}
-}
-
-func (r record) state() store.State {
-	return store.State{
-		Temporary:   store.Grant{At: fromNanos(r.tAt), ExpiresAt: fromNanos(r.tExp), Source: r.tSrc, EventID: r.tID},
-		Permanent:   store.Grant{At: fromNanos(r.pAt), Source: r.pSrc, EventID: r.pID},
-		Revoked:     store.Revocation{At: fromNanos(r.rAt), Reason: r.rReason, EventID: r.rID},
-		ExpiryNoted: fromNanos(r.noted),
-		Activity:    slices.Clone(r.act),
-		Revision:    r.rev,
-	}
-}
+func (r record) state() store.State { return store.State{Data: slices.Clone(r.data), Revision: r.rev} }

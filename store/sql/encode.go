@@ -2,9 +2,9 @@ package sqlstore
 
 import (
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/callready/callready/store"
@@ -15,6 +15,10 @@ var (
 	minTime = time.Unix(0, math.MinInt64).UTC()
 	maxTime = time.Unix(0, math.MaxInt64).UTC()
 )
+
+// minNanos is the smallest storable instant, in SQL comparisons standing
+// for "no time".
+const minNanos = math.MinInt64
 
 // nanos encodes t as Unix nanoseconds, or NULL for the zero time.
 func nanos(t time.Time) (any, error) {
@@ -34,110 +38,88 @@ func fromNanos(n sql.NullInt64) time.Time {
 	return time.Unix(0, n.Int64).UTC()
 }
 
-// activityJSON is the stored form of one store.Activity.
-type activityJSON struct {
-	Kind string `json:"kind"`
-	ID   string `json:"id,omitempty"`
-	At   int64  `json:"at"` // Unix nanoseconds
-}
+// pairCols are the columns of the pairs table the store writes, in the
+// order of pairArgs. (Version 1's per-slot columns stay, unused, so that a
+// host's own tooling reading them does not break.)
+const pairCols = "channel, contact, state, revision"
 
-func encodeActivity(as []store.Activity) (any, error) {
-	if len(as) == 0 {
-		return nil, nil
-	}
-	out := make([]activityJSON, len(as))
-	for i, a := range as {
-		if a.At.Before(minTime) || a.At.After(maxTime) {
-			return nil, fmt.Errorf("sqlstore: activity time %s outside the storable range", a.At.Format(time.RFC3339))
-		}
-		out[i] = activityJSON{Kind: a.Kind, ID: a.ID, At: a.At.UnixNano()}
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: encoding activity: %w", err)
-	}
-	return string(b), nil
-}
-
-func decodeActivity(s sql.NullString) ([]store.Activity, error) {
-	if !s.Valid || s.String == "" {
-		return nil, nil
-	}
-	var in []activityJSON
-	if err := json.Unmarshal([]byte(s.String), &in); err != nil {
-		return nil, fmt.Errorf("sqlstore: decoding activity: %w", err)
-	}
-	out := make([]store.Activity, len(in))
-	for i, a := range in {
-		out[i] = store.Activity{Kind: a.Kind, ID: a.ID, At: time.Unix(0, a.At).UTC()}
-	}
-	return out, nil
-}
-
-// pairCols are the columns of the pairs table, in the order of pairArgs.
-const pairCols = "channel, contact, temporary_at, temporary_expires_at, temporary_source, temporary_event_id, " +
-	"permanent_at, permanent_expires_at, permanent_source, permanent_event_id, " +
-	"revoked_at, revoked_reason, revoked_event_id, expiry_noted, activity, revision"
-
-const numPairCols = 16
+const numPairCols = 4
 
 // stateCols are the pairs columns that make up a store.State.
-const stateCols = "temporary_at, temporary_expires_at, temporary_source, temporary_event_id, " +
-	"permanent_at, permanent_expires_at, permanent_source, permanent_event_id, " +
-	"revoked_at, revoked_reason, revoked_event_id, expiry_noted, activity, revision"
+const stateCols = "state, revision"
 
 // pairArgs encodes one row of the pairs table.
 func pairArgs(k store.Key, s *store.State) ([]any, error) {
-	var ts [6]any
-	for i, t := range []time.Time{s.Temporary.At, s.Temporary.ExpiresAt, s.Permanent.At, s.Permanent.ExpiresAt, s.Revoked.At, s.ExpiryNoted} {
+	var data any
+	if s.Data != nil {
+		data = s.Data
+	}
+	return []any{k.Channel, k.Contact, data, s.Revision}, nil
+}
+
+// stateRow receives the stateCols of one row.
+type stateRow struct {
+	s store.State
+}
+
+func (r *stateRow) dest() []any { return []any{&r.s.Data, &r.s.Revision} }
+
+func (r *stateRow) state() (store.State, error) {
+	s := r.s
+	if s.Data != nil {
+		s.Data = slices.Clone(s.Data) // drivers may reuse the buffer
+	}
+	return s, nil
+}
+
+// ledgerCols are the columns of the ledger table, in the order of
+// ledgerArgs (seq, assigned by the database, is read last).
+const ledgerCols = "channel, contact, dedupe, type, event_id, context, at, expires_at, flags, source, reason, origin, recorded_at, revision"
+
+const numLedgerCols = 14
+
+// Bits of the ledger's flags column.
+const (
+	flagPermanent = 1
+	flagConnected = 2
+)
+
+func ledgerArgs(e *store.LedgerEvent) ([]any, error) {
+	var ts [3]any
+	for i, t := range []time.Time{e.At, e.ExpiresAt, e.RecordedAt} {
 		n, err := nanos(t)
 		if err != nil {
 			return nil, err
 		}
 		ts[i] = n
 	}
-	act, err := encodeActivity(s.Activity)
-	if err != nil {
-		return nil, err
+	flags := 0
+	if e.Permanent {
+		flags |= flagPermanent
 	}
-	return []any{
-		k.Channel, k.Contact,
-		ts[0], ts[1], s.Temporary.Source, s.Temporary.EventID,
-		ts[2], ts[3], s.Permanent.Source, s.Permanent.EventID,
-		ts[4], s.Revoked.Reason, s.Revoked.EventID,
-		ts[5], act, s.Revision,
-	}, nil
-}
-
-// stateRow receives the stateCols of one row.
-type stateRow struct {
-	tempAt, tempExp, permAt, permExp, revAt, noted sql.NullInt64
-	activity                                       sql.NullString
-	s                                              store.State
-}
-
-func (r *stateRow) dest() []any {
-	return []any{
-		&r.tempAt, &r.tempExp, &r.s.Temporary.Source, &r.s.Temporary.EventID,
-		&r.permAt, &r.permExp, &r.s.Permanent.Source, &r.s.Permanent.EventID,
-		&r.revAt, &r.s.Revoked.Reason, &r.s.Revoked.EventID, &r.noted, &r.activity, &r.s.Revision,
+	if e.Connected {
+		flags |= flagConnected
 	}
+	return []any{e.Key.Channel, e.Key.Contact, e.Dedupe, e.Type, e.ID, e.Context, ts[0], ts[1], flags, e.Source, e.Reason, e.Origin, ts[2], e.Revision}, nil
 }
 
-func (r *stateRow) state() (store.State, error) {
-	s := r.s
-	s.Temporary.At, s.Temporary.ExpiresAt = fromNanos(r.tempAt), fromNanos(r.tempExp)
-	s.Permanent.At, s.Permanent.ExpiresAt = fromNanos(r.permAt), fromNanos(r.permExp)
-	s.Revoked.At, s.ExpiryNoted = fromNanos(r.revAt), fromNanos(r.noted)
-	var err error
-	s.Activity, err = decodeActivity(r.activity)
-	return s, err
+func scanLedger(rows *sql.Rows) (store.LedgerEvent, error) {
+	var e store.LedgerEvent
+	var at, exp, rec sql.NullInt64
+	var flags int
+	if err := rows.Scan(&e.Key.Channel, &e.Key.Contact, &e.Dedupe, &e.Type, &e.ID, &e.Context, &at, &exp, &flags,
+		&e.Source, &e.Reason, &e.Origin, &rec, &e.Revision, &e.Seq); err != nil {
+		return e, err
+	}
+	e.At, e.ExpiresAt, e.RecordedAt = fromNanos(at), fromNanos(exp), fromNanos(rec)
+	e.Permanent, e.Connected = flags&flagPermanent != 0, flags&flagConnected != 0
+	return e, nil
 }
 
 // changeCols are the columns of the changes table, in the order of changeArgs.
-const changeCols = "revision, type, channel, contact, at, kind, source, granted_at, expires_at, calls_left, unanswered_streak"
+const changeCols = "revision, type, channel, contact, at, kind, source, granted_at, expires_at, calls_left, unanswered_streak, wake"
 
-const numChangeCols = 11
+const numChangeCols = 12
 
 func changeArgs(c *store.Change) ([]any, error) {
 	at, err := nanos(c.At)
@@ -152,15 +134,19 @@ func changeArgs(c *store.Change) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []any{c.Revision, c.Type, c.Key.Channel, c.Key.Contact, at, c.Kind, c.Source, granted, expires, c.CallsLeft, c.UnansweredStreak}, nil
+	wake, err := nanos(c.Wake)
+	if err != nil {
+		return nil, err
+	}
+	return []any{c.Revision, c.Type, c.Key.Channel, c.Key.Contact, at, c.Kind, c.Source, granted, expires, c.CallsLeft, c.UnansweredStreak, wake}, nil
 }
 
 func scanChange(rows *sql.Rows) (store.Change, error) {
 	var c store.Change
-	var at, granted, expires sql.NullInt64
-	if err := rows.Scan(&c.Revision, &c.Type, &c.Key.Channel, &c.Key.Contact, &at, &c.Kind, &c.Source, &granted, &expires, &c.CallsLeft, &c.UnansweredStreak); err != nil {
+	var at, granted, expires, wake sql.NullInt64
+	if err := rows.Scan(&c.Revision, &c.Type, &c.Key.Channel, &c.Key.Contact, &at, &c.Kind, &c.Source, &granted, &expires, &c.CallsLeft, &c.UnansweredStreak, &wake); err != nil {
 		return c, err
 	}
-	c.At, c.GrantedAt, c.ExpiresAt = fromNanos(at), fromNanos(granted), fromNanos(expires)
+	c.At, c.GrantedAt, c.ExpiresAt, c.Wake = fromNanos(at), fromNanos(granted), fromNanos(expires), fromNanos(wake)
 	return c, nil
 }

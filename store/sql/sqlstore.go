@@ -438,8 +438,10 @@ type tx struct {
 	puts    map[store.Key]*put
 	order   []store.Key // puts in first-write order
 	changes [][]any
-	base    int64 // revision when the transaction began
-	rev     int64 // last revision assigned
+	events  [][]any                     // ledger rows to insert
+	added   map[store.EventRef]struct{} // their dedupe keys
+	base    int64                       // revision when the transaction began
+	rev     int64                       // last revision assigned
 }
 
 // begin locks the meta row and reads the latest revision. The lock is
@@ -574,12 +576,22 @@ func (t *tx) Append(ctx context.Context, c store.Change) (int64, error) {
 const (
 	pairChunk   = 256
 	changeChunk = 512
+	ledgerChunk = 512
 )
+
+// ledgerConflict makes a redelivered event a no-op.
+const ledgerConflict = " ON CONFLICT (channel, dedupe) DO NOTHING"
 
 func (t *tx) flush(ctx context.Context) error {
 	s := t.s
-	if s.dialect == Postgres && len(t.changes) <= changeChunk && len(t.order) <= pairChunk {
+	if s.dialect == Postgres && len(t.changes) <= changeChunk && len(t.order) <= pairChunk && len(t.events) <= ledgerChunk {
 		return t.flushOne(ctx)
+	}
+	for rows := range slices.Chunk(t.events, ledgerChunk) {
+		q := insertSQL(s.dialect, s.prefix+"ledger", ledgerCols, numLedgerCols, len(rows), ledgerConflict)
+		if _, err := t.q.ExecContext(ctx, q, flatten(rows)...); err != nil {
+			return fmt.Errorf("sqlstore: appending to the ledger: %w", err)
+		}
 	}
 	for rows := range slices.Chunk(t.changes, changeChunk) {
 		q := insertSQL(s.dialect, s.prefix+"changes", changeCols, numChangeCols, len(rows), "")
@@ -615,7 +627,7 @@ func (t *tx) flush(ctx context.Context) error {
 }
 
 // flushOne writes everything in one PostgreSQL statement, saving round
-// trips: the change rows, the counter, the pruning and the pairs upsert
+// trips: the ledger rows, the change rows, the counter, the pruning and the pairs upsert
 // are data-modifying CTEs of a SELECT pg_notify(…). They touch different
 // rows, so their shared snapshot does not matter.
 func (t *tx) flushOne(ctx context.Context) error {
@@ -641,15 +653,32 @@ func (t *tx) flushOne(ctx context.Context) error {
 			b.WriteByte(')')
 		}
 	}
-	if t.rev == t.base {
+	if t.rev == t.base && len(t.events) == 0 {
 		if len(t.order) == 0 {
 			return nil
 		}
 		b.WriteString("INSERT INTO " + s.prefix + "pairs (" + pairCols + ") VALUES ")
 		values(t.pairRows())
 		b.WriteString(upsertPairs)
+	} else if t.rev == t.base {
+		b.WriteString("WITH l AS (INSERT INTO " + s.prefix + "ledger (" + ledgerCols + ") VALUES ")
+		values(t.events)
+		b.WriteString(ledgerConflict + ")")
+		if len(t.order) > 0 {
+			b.WriteString(" INSERT INTO " + s.prefix + "pairs (" + pairCols + ") VALUES ")
+			values(t.pairRows())
+			b.WriteString(upsertPairs)
+		} else {
+			b.WriteString(" SELECT 1")
+		}
 	} else {
-		b.WriteString("WITH c AS (INSERT INTO " + s.prefix + "changes (" + changeCols + ") VALUES ")
+		b.WriteString("WITH ")
+		if len(t.events) > 0 {
+			b.WriteString("l AS (INSERT INTO " + s.prefix + "ledger (" + ledgerCols + ") VALUES ")
+			values(t.events)
+			b.WriteString(ledgerConflict + "), ")
+		}
+		b.WriteString("c AS (INSERT INTO " + s.prefix + "changes (" + changeCols + ") VALUES ")
 		values(t.changes)
 		b.WriteString("), m AS (UPDATE " + s.prefix + "meta SET revision = " + arg(t.rev) + " WHERE id = 1)")
 		if cut := t.rev - s.retention; cut > 0 {
@@ -734,6 +763,6 @@ func flatten(rows [][]any) []any {
 }
 
 func cloneState(st store.State) store.State {
-	st.Activity = slices.Clone(st.Activity)
+	st.Data = slices.Clone(st.Data)
 	return st
 }

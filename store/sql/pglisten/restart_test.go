@@ -41,6 +41,26 @@ func TestServerRestart(t *testing.T) {
 		ins, subs = append(ins, in), append(subs, sub)
 	}
 
+	// The trackers poll and back off on their (mock) clock: keep it moving
+	// so that they retry after the outage (grants are permanent, so time
+	// changes nothing else).
+	stopClock := make(chan struct{})
+	clockDone := make(chan struct{})
+	go func() {
+		defer close(clockDone)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopClock:
+				return
+			case <-tick.C:
+				clk.Add(opts.poll)
+			}
+		}
+	}()
+	defer func() { close(stopClock); <-clockDone }()
+
 	const each = 60
 	var acked atomic.Int64
 	var failed atomic.Int64

@@ -1,0 +1,182 @@
+package permission
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// The cached pairState travels through the store as store.State.Data, in
+// a compact binary form: a version byte, then varints and length-prefixed
+// strings. Stores treat it as opaque bytes.
+
+const codecVersion = 1
+
+var errCorrupt = errors.New("permission: corrupt cached state")
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func encodeState(s *pairState) []byte {
+	b := make([]byte, 0, 64+48*len(s.grants)+24*len(s.act))
+	b = append(b, codecVersion)
+	b = binary.AppendVarint(b, s.floor)
+	b = binary.AppendVarint(b, s.wake)
+	if l := s.listed; l.ok {
+		kind := byte(1)
+		if l.kind == Permanent {
+			kind = 2
+		}
+		b = append(b, kind)
+		b = appendString(b, string(l.source))
+		b = binary.AppendVarint(b, l.granted)
+		b = binary.AppendVarint(b, l.expires)
+		b = binary.AppendVarint(b, int64(l.callsLeft))
+		b = binary.AppendVarint(b, int64(l.streak))
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.grants)))
+	for _, g := range s.grants {
+		b = appendString(b, g.call)
+		if g.call == "" {
+			b = binary.AppendVarint(b, g.at)
+			b = binary.AppendVarint(b, g.exp)
+			b = appendString(b, string(g.source))
+			b = appendString(b, g.id)
+			continue
+		}
+		b = binary.AppendVarint(b, g.callAt)
+		b = binary.AppendVarint(b, g.callExp)
+		b = binary.AppendVarint(b, g.replyAt)
+		b = binary.AppendVarint(b, g.replyExp)
+		b = appendString(b, g.replyID)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.revs)))
+	for _, r := range s.revs {
+		b = binary.AppendVarint(b, r.at)
+		b = binary.AppendVarint(b, r.eff)
+		b = appendString(b, string(r.reason))
+		b = appendString(b, r.id)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.act)))
+	for _, a := range s.act {
+		b = binary.AppendVarint(b, a.at)
+		b = appendString(b, a.kind)
+		b = appendString(b, a.id)
+	}
+	return b
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail() {
+	if d.err == nil {
+		d.err = errCorrupt
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail()
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) count() int {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 || v > uint64(len(d.b)) { // every element takes at least a byte
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return int(v)
+}
+
+func (d *decoder) string() string {
+	n := d.count()
+	if d.err != nil || n > len(d.b) {
+		d.fail()
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func decodeState(b []byte) (pairState, error) {
+	s := pairState{floor: none, wake: none}
+	if len(b) == 0 {
+		return s, nil
+	}
+	d := &decoder{b: b}
+	if v := d.byte(); v != codecVersion {
+		return s, fmt.Errorf("%w: version %d", errCorrupt, v)
+	}
+	s.floor, s.wake = d.varint(), d.varint()
+	switch kind := d.byte(); kind {
+	case 0:
+	case 1, 2:
+		s.listed.ok, s.listed.kind = true, Temporary
+		if kind == 2 {
+			s.listed.kind = Permanent
+		}
+		s.listed.source = Source(d.string())
+		s.listed.granted, s.listed.expires = d.varint(), d.varint()
+		s.listed.callsLeft, s.listed.streak = int(d.varint()), int(d.varint())
+	default:
+		d.fail()
+	}
+	if n := d.count(); n > 0 {
+		s.grants = make([]permit, n)
+		for i := range s.grants {
+			g := &s.grants[i]
+			g.call = d.string()
+			g.callAt, g.callExp, g.replyAt, g.replyExp = none, none, none, none
+			if g.call == "" {
+				g.at, g.exp = d.varint(), d.varint()
+				g.source, g.id = Source(d.string()), d.string()
+				continue
+			}
+			g.callAt, g.callExp, g.replyAt, g.replyExp = d.varint(), d.varint(), d.varint(), d.varint()
+			g.replyID = d.string()
+		}
+	}
+	if n := d.count(); n > 0 {
+		s.revs = make([]revocation, n)
+		for i := range s.revs {
+			at, eff := d.varint(), d.varint()
+			s.revs[i] = revocation{at: at, eff: eff, reason: RevokeReason(d.string()), id: d.string()}
+		}
+	}
+	if n := d.count(); n > 0 {
+		s.act = make([]activity, n)
+		for i := range s.act {
+			at := d.varint()
+			s.act[i] = activity{at: at, kind: d.string(), id: d.string()}
+		}
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return pairState{floor: none, wake: none}, errCorrupt
+	}
+	return s, nil
+}

@@ -1,0 +1,109 @@
+package permission
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"time"
+
+	"github.com/callready/callready/store"
+)
+
+// The ledger is the source of truth: every accepted event is appended once
+// (see store.LedgerEvent), and every state is a fold of a pair's events.
+
+// ledgerEvent is the ledger form of a validated event. An inbound call's
+// ExpiresAt is the end of the callback grant it gives (zero when the
+// channel's callback grants are off), so a fold of the ledger alone
+// decides as the tracker did.
+func ledgerEvent(e Event, ttl time.Duration, callbacks bool, recorded time.Time) store.LedgerEvent {
+	le := store.LedgerEvent{
+		Key: store.Key{Channel: e.Channel, Contact: e.Contact}, Type: e.Type.String(), ID: e.ID, Context: e.Context,
+		At: e.At, ExpiresAt: e.ExpiresAt, Permanent: e.Permanent, Connected: e.Connected,
+		Source: string(e.Source), Reason: string(e.Reason), Origin: string(e.Origin), RecordedAt: recorded,
+	}
+	if e.Type == EventInboundCall && callbacks {
+		le.ExpiresAt = e.At.Add(ttl)
+	}
+	le.Dedupe = dedupeKey(&le)
+	return le
+}
+
+// dedupeKey identifies an event by its normalized content: a redelivery
+// of the same webhook (same Meta id and kind, same facts) hashes the same,
+// whatever its origin. An inbound call's derived expiry is left out, so a
+// redelivery after the callback setting changed is still the same call.
+func dedupeKey(le *store.LedgerEvent) string {
+	h := sha256.New()
+	var b []byte
+	str := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	str(le.Key.Contact)
+	str(le.Type)
+	str(le.ID)
+	str(le.Context)
+	b = binary.AppendVarint(b, toNs(le.At))
+	if le.Type != EventInboundCall.String() {
+		b = binary.AppendVarint(b, toNs(le.ExpiresAt))
+	}
+	flags := byte(0)
+	if le.Permanent {
+		flags |= 1
+	}
+	if le.Connected {
+		flags |= 2
+	}
+	b = append(b, flags)
+	str(le.Source)
+	str(le.Reason)
+	h.Write(b)
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
+}
+
+var eventTypeByName = func() map[string]EventType {
+	m := make(map[string]EventType, len(eventTypeNames))
+	for t, n := range eventTypeNames {
+		m[n] = t
+	}
+	return m
+}()
+
+// recOf is a ledger event as the rules read it.
+func recOf(le *store.LedgerEvent, ref int) rec {
+	r := rec{
+		typ: eventTypeByName[le.Type], id: le.ID, ctx: le.Context, at: le.At.UnixNano(), exp: toNs(le.ExpiresAt),
+		connected: le.Connected, source: Source(le.Source), reason: RevokeReason(le.Reason), ref: ref,
+		recorded: toNs(le.RecordedAt),
+	}
+	if le.Permanent {
+		r.exp = never
+	}
+	return r
+}
+
+// foldLedger folds a pair's ledger events into a fresh state, keeping in
+// each grant and revocation the indexes of the events behind it.
+func foldLedger(events []store.LedgerEvent) pairState {
+	s := pairState{floor: none, wake: none}
+	for i := range events {
+		s.fold(recOf(&events[i], i))
+	}
+	return s
+}
+
+// rebuild folds a pair's ledger into the cached state, compacted at the
+// latest recording time, as incremental recording would have left it.
+func rebuild(events []store.LedgerEvent) pairState {
+	s := pairState{floor: none, wake: none}
+	floor := int64(none)
+	for i := range events {
+		s.fold(recOf(&events[i], -1))
+		floor = max(floor, toNs(events[i].RecordedAt))
+	}
+	if floor != none {
+		s.compact(floor)
+	}
+	return s
+}
