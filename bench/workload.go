@@ -51,7 +51,9 @@ func (w Workload) Grant(i int) Grant {
 		ch = coldChannels[r-16]
 	}
 	pos := int64(uint64(i) * permStride % uint64(w.N)) // distinct positions 0..N-1
-	step := int64(span) / int64(w.N)
+	// Whole microseconds (store.Precision, what the tracker keeps), still
+	// distinct for N up to span/1µs.
+	step := int64(span) / int64(w.N) / int64(time.Microsecond) * int64(time.Microsecond)
 	exp := T0.Add(time.Hour + time.Duration(pos*step))
 	return Grant{
 		Channel:   ch,
