@@ -557,3 +557,25 @@ func TestRetryAfterHTTPDate(t *testing.T) {
 	clk.Add(w)
 	require.NoError(t, <-done)
 }
+
+// Meta's limit holds under concurrency: of ten simultaneous requests to one
+// user, one is sent and nine get 138009.
+func TestConcurrentSendsOneGetsThrough(t *testing.T) {
+	e := newEnv(t, cloudapitest.Config{}, cloudapi.Config{MaxRetries: -1})
+	var wg sync.WaitGroup
+	codes := make(chan int, 10)
+	for range 10 {
+		wg.Go(func() {
+			_, err := e.send(cloudapi.Recipient{Phone: phone})
+			codes <- cloudapi.Code(err)
+		})
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	require.Equal(t, map[int]int{0: 1, cloudapi.CodeRequestLimit: 9}, count)
+	require.Len(t, e.fake.Requests(), 1)
+}
