@@ -187,8 +187,9 @@ type pair struct {
 type request struct {
 	Request
 	user       *user
-	seq        int64     // send order
-	answeredAt time.Time // the user's first answer
+	seq        int64       // send order
+	answeredAt time.Time   // the user's first answer
+	deliveries []*Delivery // webhooks about it: replies, or the failed status
 }
 
 type rateLimit struct{ retryAfter time.Duration }
@@ -784,6 +785,15 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, channel string) {
 		status = s.failedStatusLocked(req, now)
 	}
 	s.mu.Unlock()
+	if status != nil {
+		// Started before the answer is written so that Deliveries lists
+		// it once the sender knows the wamid; Meta's status may overtake
+		// the answer too.
+		d := s.postAsync(status)
+		s.mu.Lock()
+		req.deliveries = append(req.deliveries, d)
+		s.mu.Unlock()
+	}
 
 	writeJSON(w, http.StatusOK, map[string]any{
 		"messaging_product": "whatsapp",
@@ -791,7 +801,6 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, channel string) {
 		"messages":          []map[string]string{{"id": req.ID}},
 	})
 	if status != nil {
-		s.postAsync(status)
 		return
 	}
 	if s.cfg.AutoReply != nil {

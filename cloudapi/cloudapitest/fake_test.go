@@ -233,8 +233,13 @@ func TestOldAppGetsFailedStatus(t *testing.T) {
 	e := newEnv(t, time.Unix(1767168000, 0), cloudapitest.Config{OnError: func(err error) { errs <- err }})
 	require.NoError(t, e.fake.AddUser(cloudapitest.User{Phone: "16505551234", UserID: "US.1", OldApp: true}))
 	res := e.request(t, cloudapi.Recipient{Phone: "16505551234"})
-	require.Eventually(t, func() bool { return len(e.recv.all()) == 1 }, 5*time.Second, time.Millisecond)
-	b, err := webhook.Parse(e.recv.all()[0])
+	ds := e.fake.Deliveries(res.MessageID)
+	require.Len(t, ds, 1)
+	sd := ds[0]
+	require.NoError(t, sd.Wait(context.Background()))
+	require.Len(t, e.recv.all(), 1)
+	require.Equal(t, sd.Body(), e.recv.all()[0])
+	b, err := webhook.Parse(sd.Body())
 	require.NoError(t, err)
 	require.Len(t, b.Statuses, 1)
 	st := b.Statuses[0]
@@ -252,7 +257,9 @@ func TestOldAppGetsFailedStatus(t *testing.T) {
 	// It did not count against the limits: once the app is updated, a
 	// request goes out the same day.
 	require.NoError(t, e.fake.SetOldApp("US.1", false))
-	e.request(t, cloudapi.Recipient{UserID: "US.1"})
+	next := e.request(t, cloudapi.Recipient{UserID: "US.1"})
+	require.Empty(t, e.fake.Deliveries(next.MessageID))
+	require.Nil(t, e.fake.Deliveries("wamid.unknown"))
 	require.True(t, e.fake.Requests()[0].Undelivered)
 	require.False(t, e.fake.Requests()[1].Undelivered)
 	select {
@@ -271,10 +278,14 @@ func TestAutoReply(t *testing.T) {
 		},
 		OnError: func(err error) { errs <- err },
 	})
-	e.request(t, cloudapi.Recipient{Phone: "16505551234"})
-	e.request(t, cloudapi.Recipient{Phone: "16505559999"})
+	yes := e.request(t, cloudapi.Recipient{Phone: "16505551234"})
+	no := e.request(t, cloudapi.Recipient{Phone: "16505559999"})
+	require.Empty(t, e.fake.Deliveries(no.MessageID))
+	ds := e.fake.Deliveries(yes.MessageID)
+	require.Len(t, ds, 1)
 	e.clk.Add(time.Minute)
-	require.Eventually(t, func() bool { return len(e.recv.all()) == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, ds[0].Wait(context.Background()))
+	require.Len(t, e.recv.all(), 1)
 	require.Equal(t, "temporary", e.fake.Permission(channel, "16505551234").Status)
 	require.Equal(t, "no_permission", e.fake.Permission(channel, "16505559999").Status)
 	select {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -102,6 +103,7 @@ func (s *Server) Reply(requestID string, r Reply) (*Delivery, error) {
 		return nil, ErrNoWebhookURL
 	}
 	d := newDelivery()
+	req.deliveries = append(req.deliveries, d)
 	s.posts.Add(1)
 	if r.After <= 0 {
 		go s.answer(req, r, d, nil)
@@ -186,8 +188,10 @@ func (s *Server) answer(req *request, r Reply, d *Delivery, t *clock.Timer) {
 	d.finish(body, s.post(url, body))
 }
 
-// postAsync posts body in the background, reporting a failure to OnError.
-func (s *Server) postAsync(body []byte) {
+// postAsync posts body in the background, reporting a failure to OnError
+// and to the returned Delivery.
+func (s *Server) postAsync(body []byte) *Delivery {
+	d := newDelivery()
 	s.mu.Lock()
 	url, closed := s.webhookURL, s.closed
 	if !closed {
@@ -195,7 +199,8 @@ func (s *Server) postAsync(body []byte) {
 	}
 	s.mu.Unlock()
 	if closed {
-		return
+		d.finish(nil, ErrClosed)
+		return d
 	}
 	go func() {
 		defer s.posts.Done()
@@ -206,7 +211,25 @@ func (s *Server) postAsync(body []byte) {
 		if err != nil && s.cfg.OnError != nil {
 			s.cfg.OnError(err)
 		}
+		if err != nil {
+			body = nil
+		}
+		d.finish(body, err)
 	}()
+	return d
+}
+
+// Deliveries lists, in order, the webhook deliveries about the request
+// requestID: its replies (from Reply or Config.AutoReply), or the failed
+// status (error 131026) of a request to a user on an old app. Nil for an
+// unknown request.
+func (s *Server) Deliveries(requestID string) []*Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.requests[requestID]; r != nil {
+		return slices.Clone(r.deliveries)
+	}
+	return nil
 }
 
 // post sends body, signed, to url; a non-2xx answer is an error.
