@@ -30,5 +30,7 @@
 // SetPermission rewrites it outright: the drift a reconciler must find.
 //
 // With a clock.Mock, nothing happens by itself: advance the clock past a
-// reply's delay and wait on its Delivery.
+// reply's delay and wait on its Delivery (returned by Reply, and listed by
+// Deliveries for auto replies and failed statuses). Requests lists what
+// was sent; Permission is Meta's current answer for a user.
 package cloudapitest
