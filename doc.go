@@ -15,6 +15,9 @@
 //     the conformance suite for adapters;
 //   - package webhook: an http.Handler that verifies, parses and records
 //     Meta's webhook deliveries;
+//   - package cloudapi: a client for Meta's Cloud API calls that permissions
+//     need (send a permission request, GET call_permissions), with
+//     cloudapi/cloudapitest, a fake of them for tests and demos;
 //   - examples/: reference servers built only on the public API.
 //
 // This root package holds no code; import the packages above.
