@@ -27,16 +27,15 @@ func TestFixtureCopiesMatchShared(t *testing.T) {
 	if err != nil || len(shared) == 0 {
 		t.Skipf("no shared fixtures at %s", sharedFixtures)
 	}
-	var names []string
+	// The folder is the package's own: it holds the shared files, and may
+	// hold more.
 	for _, p := range shared {
-		names = append(names, filepath.Base(p))
 		want, err := os.ReadFile(p)
 		require.NoError(t, err)
 		got, err := os.ReadFile(filepath.Join(fixtures, filepath.Base(p)))
 		require.NoError(t, err, "copy missing: cp %s %s/", p, fixtures)
 		assert.Equal(t, string(want), string(got), "%s differs from the shared fixture", filepath.Base(p))
 	}
-	assert.ElementsMatch(t, names, fixtureNames(t), "testdata/fixtures holds files the shared folder does not")
 }
 
 const (
@@ -46,6 +45,10 @@ const (
 	tomas  = "34612345678"
 	liWei  = "8613800138000"
 	amina  = "2348031234567"
+	oliver = "447700900123"
+	jonas  = "4915112345678"
+	priya  = "919876543210"
+	kenji  = "819012345678"
 	week   = 7 * 24 * 3600
 )
 
@@ -59,6 +62,11 @@ func TestFixtures(t *testing.T) {
 		statuses map[string]permission.Status
 		messages int
 		calls    int
+		// Optional expectations.
+		streak      map[string]int // UnansweredStreak by contact of chanMain
+		settings    []webhook.ChannelSetting
+		statusCodes []int // the Meta error codes of OnStatus's statuses
+		quarantined int
 	}{
 		{
 			file:     "permission-accept-temporary.json",
@@ -102,7 +110,8 @@ func TestFixtures(t *testing.T) {
 		},
 		{
 			file:     "call-inbound-completed.json",
-			main:     []listed{{liWei, permission.Temporary, permission.SourceInboundCall, unix(1767190120), unix(1767190120 + week)}},
+			// The implicit grant runs from the call's start_time.
+			main:     []listed{{liWei, permission.Temporary, permission.SourceInboundCall, unix(1767190000), unix(1767190000 + week)}},
 			statuses: map[string]permission.Status{liWei: permission.StatusTemporary},
 			calls:    1,
 		},
@@ -118,6 +127,53 @@ func TestFixtures(t *testing.T) {
 			messages: 2,
 		},
 		{
+			// COMPLETED without duration or start_time: missed, yet a
+			// callback grant all the same.
+			file:     "call-inbound-completed-unanswered.json",
+			main:     []listed{{oliver, permission.Temporary, permission.SourceInboundCall, unix(1767220000), unix(1767220000 + week)}},
+			statuses: map[string]permission.Status{oliver: permission.StatusTemporary},
+			calls:    1,
+		},
+		{
+			file:     "call-business-status-accepted.json",
+			statuses: map[string]permission.Status{jonas: permission.StatusNeverGranted},
+			streak:   map[string]int{jonas: 0},
+			calls:    2, // RINGING, then ACCEPTED
+		},
+		{
+			file:     "call-business-completed-unanswered.json",
+			statuses: map[string]permission.Status{jonas: permission.StatusNeverGranted},
+			streak:   map[string]int{jonas: 1},
+			calls:    1,
+		},
+		{
+			file:   "call-business-technical-failure.json",
+			streak: map[string]int{jonas: 0},
+			calls:  1,
+		},
+		{
+			file: "settings-callback-disabled.json",
+			settings: []webhook.ChannelSetting{{
+				Channel: chanAlt, CallbackPermission: webhook.CallbackDisabled, At: unix(1767240000),
+			}},
+		},
+		{
+			file:        "message-status-app-too-old.json",
+			statuses:    map[string]permission.Status{sheena: permission.StatusNeverGranted},
+			statusCodes: []int{131026},
+		},
+		{
+			file: "batch-quarantine-mixed.json",
+			main: []listed{
+				{priya, permission.Temporary, permission.SourceRequest, unix(1767250000), unix(1767854800)},
+				{kenji, permission.Permanent, permission.SourceRequest, unix(1767250060), time.Time{}},
+			},
+			statuses: map[string]permission.Status{priya: permission.StatusTemporary, kenji: permission.StatusPermanent},
+			// A reply whose user has a NUL byte, a call of an unknown
+			// direction, a value whose channel is a number.
+			quarantined: 3,
+		},
+		{
 			file:     "message-text.json",
 			statuses: map[string]permission.Status{sheena: permission.StatusNeverGranted},
 			messages: 1,
@@ -131,8 +187,23 @@ func TestFixtures(t *testing.T) {
 			var mu sync.Mutex
 			var msgs []webhook.Message
 			var calls []webhook.Call
+			var settings []webhook.ChannelSetting
+			var codes []int
+			q := webhook.NewMemoryQuarantine(webhook.QuarantineConfig{})
 			h := newHandler(t, webhook.Config{
-				Recorder: tr,
+				Recorder:   tr,
+				Quarantine: q,
+				OnSetting: func(_ context.Context, s webhook.ChannelSetting) error {
+					s.Raw = nil
+					settings = append(settings, s)
+					return nil
+				},
+				OnStatus: func(_ context.Context, s webhook.MessageStatus) error {
+					for _, e := range s.Errors {
+						codes = append(codes, e.Code)
+					}
+					return nil
+				},
 				OnMessage: func(_ context.Context, m webhook.Message) error {
 					mu.Lock()
 					defer mu.Unlock()
@@ -156,9 +227,16 @@ func TestFixtures(t *testing.T) {
 			}
 			assert.Len(t, msgs, tt.messages)
 			assert.Len(t, calls, tt.calls)
+			for contact, n := range tt.streak {
+				assert.Equal(t, n, explain(t, tr, chanMain, contact).Limits.UnansweredStreak, "streak of %s", contact)
+			}
+			assert.Equal(t, tt.settings, settings)
+			assert.Equal(t, tt.statusCodes, codes)
 			st := h.Stats()
 			assert.EqualValues(t, 1, st.Received)
 			assert.EqualValues(t, 1, st.Accepted)
+			assert.EqualValues(t, tt.quarantined, st.Quarantined)
+			assert.Equal(t, tt.quarantined, q.Len())
 		})
 	}
 	for _, name := range fixtureNames(t) {
@@ -180,8 +258,12 @@ var (
 		// The automatic reply and the missed call grant the same window; the
 		// reply's source wins the tie.
 		{tomas, permission.Temporary, permission.SourceCallback, unix(1767180000), unix(1767784800)},
-		{liWei, permission.Temporary, permission.SourceInboundCall, unix(1767190120), unix(1767190120 + week)},
+		{liWei, permission.Temporary, permission.SourceInboundCall, unix(1767190000), unix(1767190000 + week)},
 		{amina, permission.Temporary, permission.SourceRequest, unix(1767210000), unix(1767814800)},
+		{oliver, permission.Temporary, permission.SourceInboundCall, unix(1767220000), unix(1767220000 + week)},
+		{priya, permission.Temporary, permission.SourceRequest, unix(1767250000), unix(1767854800)},
+		// Permanent entries last, the most recently granted first.
+		{kenji, permission.Permanent, permission.SourceRequest, unix(1767250060), time.Time{}},
 		{ana, permission.Permanent, permission.SourceProfile, unix(1767175200), time.Time{}},
 	}
 	wantAllStatuses = map[string]permission.Status{
@@ -191,6 +273,10 @@ var (
 		tomas:  permission.StatusTemporary,
 		liWei:  permission.StatusTemporary,
 		amina:  permission.StatusTemporary,
+		oliver: permission.StatusTemporary,
+		priya:  permission.StatusTemporary,
+		kenji:  permission.StatusPermanent,
+		jonas:  permission.StatusNeverGranted,
 	}
 )
 
@@ -230,8 +316,11 @@ func TestFixturesConverge(t *testing.T) {
 				assert.Equal(t, st, x.Status, "Explain(%s): %s", contact, x.Reason)
 				got[contact] = x
 			}
-			// The rejected business call counts once for Ravi.
+			// The rejected business call counts once for Ravi. Jonas: an
+			// accepted call, then one completed unanswered (counts) and one
+			// technical failure (does not).
 			assert.Equal(t, 1, got[ravi].Limits.UnansweredStreak)
+			assert.Equal(t, 1, got[jonas].Limits.UnansweredStreak)
 			if first == nil {
 				first = got
 			} else {
