@@ -74,7 +74,7 @@ func FuzzHandler(f *testing.F) {
 	tr := newTracker(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := &spy{next: tr}
-		q := webhook.NewMemoryQuarantine(webhook.QuarantineConfig{})
+		q := newQuarantine()
 		h, err := webhook.New(webhook.Config{
 			AppSecret: secret, Recorder: rec, Quarantine: q,
 			OnMessage: func(context.Context, webhook.Message) error { return nil },

@@ -205,7 +205,7 @@ func TestMalformedBodies(t *testing.T) {
 		"no object":        {`{"entry":[]}`, webhook.ReasonWrongObject},
 	} {
 		t.Run(name, func(t *testing.T) {
-			rec, q := &spy{}, webhook.NewMemoryQuarantine(webhook.QuarantineConfig{})
+			rec, q := &spy{}, newQuarantine()
 			h := newHandler(t, webhook.Config{Recorder: rec, Quarantine: q})
 			assert.Equal(t, http.StatusBadRequest, post(t, h, []byte(tt.body)))
 			calls, _ := rec.seen()
@@ -223,7 +223,7 @@ func TestMalformedBodies(t *testing.T) {
 		"NUL in the wa_id":    strings.Replace(reply, `"from":"16505551234"`, `"from":"1650555\u00001234"`, 1),
 	} {
 		t.Run(name, func(t *testing.T) {
-			rec, q := &spy{}, webhook.NewMemoryQuarantine(webhook.QuarantineConfig{})
+			rec, q := &spy{}, newQuarantine()
 			h := newHandler(t, webhook.Config{Recorder: rec, Quarantine: q})
 			assert.Equal(t, http.StatusOK, post(t, h, []byte(body)))
 			calls, _ := rec.seen()
@@ -292,7 +292,7 @@ func TestRecorderRefusalIsQuarantined(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, all.Events, 2)
 	rec := &refuser{bad: all.Events[0].ID}
-	q := webhook.NewMemoryQuarantine(webhook.QuarantineConfig{})
+	q := newQuarantine()
 	h := newHandler(t, webhook.Config{Recorder: rec, Quarantine: q})
 	assert.Equal(t, http.StatusOK, post(t, h, body))
 	_, events := rec.seen()
@@ -323,7 +323,7 @@ func (*failingQuarantine) Put(context.Context, []webhook.QuarantinedItem) error 
 // The good items are recorded only once the bad ones are durable.
 func TestQuarantineFailureIs503(t *testing.T) {
 	rec := &spy{}
-	h := newHandler(t, webhook.Config{Recorder: rec, Quarantine: &failingQuarantine{webhook.NewMemoryQuarantine(webhook.QuarantineConfig{})}})
+	h := newHandler(t, webhook.Config{Recorder: rec, Quarantine: &failingQuarantine{newQuarantine()}})
 	assert.Equal(t, http.StatusServiceUnavailable, post(t, h, readFixture(t, "batch-quarantine-mixed.json")))
 	calls, _ := rec.seen()
 	assert.Zero(t, calls)
