@@ -406,10 +406,12 @@ func TestLogsCarryNoPersonalData(t *testing.T) {
 	h := newHandler(t, webhook.Config{Recorder: newTracker(t), Logger: log})
 	assert.Equal(t, http.StatusOK, post(t, h, readFixture(t, "batch-two-channels.json")))
 	assert.Equal(t, http.StatusOK, post(t, h, readFixture(t, "call-inbound-completed.json")))
+	assert.Equal(t, http.StatusOK, post(t, h, readFixture(t, "batch-quarantine-mixed.json")))
 	assert.Equal(t, http.StatusForbidden, post(t, newHandler(t, webhook.Config{AppSecret: "other", Recorder: &spy{}, Logger: log}), readFixture(t, "message-text.json")))
 	out := buf.String()
 	assert.Contains(t, out, "wamid.HBgNMjM0ODAzMTIzNDU2NxUCABIYFDNBRDQ", "event ids are logged at debug")
-	for _, personal := range []string{"Amina", "Yes please", amina, "Li Wei", liWei, "CN.99887766554433221100", "Sheena"} {
+	assert.Contains(t, out, "item quarantined")
+	for _, personal := range []string{"Amina", "Yes please", amina, "Li Wei", liWei, "CN.99887766554433221100", "Sheena", "Priya", "Kenji", kenji, "91987", "JP.99001122334455667788"} {
 		assert.NotContains(t, out, personal)
 	}
 }

@@ -54,7 +54,8 @@ type Config struct {
 	// events are recorded: the place to store what a host needs to show
 	// the coming changes (channel numbers, contact names) so subscribers
 	// never see a change before its context. An error makes the handler
-	// answer 503 and record nothing.
+	// answer 503 and record nothing (the body's quarantined items are kept
+	// already; a re-delivery stores them once).
 	OnBatch func(context.Context, Batch) error
 	// OnMessage, when set, receives every incoming message that is not a
 	// permission reply (text and all other types), after the body's events
