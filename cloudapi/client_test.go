@@ -351,15 +351,15 @@ func TestMetaErrors(t *testing.T) {
 		code, status int
 		reason       permission.Reason
 	}{
-		{cloudapi.CodeCallingDisabled, 401, ""},
-		{cloudapi.CodeUserCannotBeCalled, 400, ""},
+		{cloudapi.CodeCallingDisabled, 401, permission.ReasonCallingNotEnabled},
+		{cloudapi.CodeUserCannotBeCalled, 400, permission.ReasonUserCannotBeCalled},
 		{cloudapi.CodeNoPermission, 401, permission.ReasonNoPermission},
-		{cloudapi.CodeRequestLimit, 400, permission.ReasonRequestLimitDay},
+		{cloudapi.CodeRequestLimit, 400, permission.ReasonRequestLimit}, // the message names no window
 		{cloudapi.CodeCallLimit, 400, permission.ReasonCallLimit},
 		{cloudapi.CodePermanentHeld, 400, permission.ReasonPermanentHeld},
-		{cloudapi.CodeRecipientNotAllowed, 400, ""},
-		{138013, 400, ""},
-		{138014, 400, ""},
+		{cloudapi.CodeRecipientNotAllowed, 400, permission.ReasonNotAllowedRecipient},
+		{138013, 400, permission.ReasonCallingUnavailable},
+		{138014, 400, permission.ReasonCallingDisabled},
 	} {
 		e := newEnv(t, cloudapitest.Config{}, cloudapi.Config{})
 		e.fake.FailNext(cloudapitest.Failure{HTTPStatus: c.status, Code: c.code, Subcode: 2494010, Message: "m", Details: "d"})

@@ -99,7 +99,8 @@ func (e *Error) RateLimited() bool {
 // would give (138006 no permission, 138009 request limit, 138012 call cap,
 // 138017 permanent held, and the others permission.MetaErrorReason knows).
 func (e *Error) Reason() (permission.Reason, bool) {
-	return permission.MetaErrorReason(e.Code)
+	// The message and details say which request window a 138009 hit.
+	return permission.MetaErrorReasonOf(e.Code, e.Message+" "+e.Details)
 }
 
 // Reason is the permission.Reason for err when it is, or wraps, an *Error

@@ -1,6 +1,7 @@
 package permission
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -231,7 +232,11 @@ func evidence(evs []store.LedgerEvent, refs []int) []Evidence {
 		}
 		out = append(out, ev)
 	}
-	slices.SortStableFunc(out, func(a, b Evidence) int { return a.At.Compare(b.At) })
+	// A total order, so the evidence does not depend on delivery order.
+	slices.SortFunc(out, func(a, b Evidence) int {
+		return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.What, b.What), cmp.Compare(a.EventID, b.EventID),
+			cmp.Compare(a.Context, b.Context), a.ExpiresAt.Compare(b.ExpiresAt), a.RecordedAt.Compare(b.RecordedAt))
+	})
 	return out
 }
 

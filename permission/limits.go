@@ -86,23 +86,6 @@ const (
 	ReasonPermanentHeld    Reason = "permanent_granted" // a permanent permission exists: no request needed (Meta 138017)
 )
 
-// MetaErrorReason maps a Meta Cloud API error code about calling to the
-// Reason callready uses for it, so a host that gets one back from Meta can
-// show the same reason as a local decision.
-func MetaErrorReason(code int) (Reason, bool) {
-	switch code {
-	case 138006:
-		return ReasonNoPermission, true
-	case 138009:
-		return ReasonRequestLimitDay, true
-	case 138012:
-		return ReasonCallLimit, true
-	case 138017:
-		return ReasonPermanentHeld, true
-	}
-	return "", false
-}
-
 // Decision answers "may we do this now?".
 type Decision struct {
 	Allowed bool

@@ -151,16 +151,6 @@ func TestUnansweredStreakThenAutomaticRevoke(t *testing.T) {
 	assert.Equal(t, ReasonRevoked, d.Reason)
 }
 
-func TestMetaErrorReasons(t *testing.T) {
-	for code, want := range map[int]Reason{138006: ReasonNoPermission, 138009: ReasonRequestLimitDay, 138012: ReasonCallLimit, 138017: ReasonPermanentHeld} {
-		got, ok := MetaErrorReason(code)
-		assert.True(t, ok)
-		assert.Equal(t, want, got)
-	}
-	_, ok := MetaErrorReason(131000)
-	assert.False(t, ok)
-}
-
 // TestDecisionsNeverExceedCaps: an agent that calls and requests whenever
 // the decisions allow never exceeds a cap within any window, whatever
 // the timing (property test).

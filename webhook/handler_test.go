@@ -194,22 +194,47 @@ func TestDefaultLimitAboveMeta(t *testing.T) {
 }
 
 func TestMalformedBodies(t *testing.T) {
-	for name, body := range map[string]string{
-		"not json":            `{"object":`,
-		"entry not a list":    `{"object":"whatsapp_business_account","entry":{}}`,
-		"channel is a number": `{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":106540352242922},"messages":[]}}]}]}`,
-		"timestamp is a bool": strings.Replace(string(readFixture(t, "permission-accept-temporary.json")), `"timestamp":"1767168000"`, `"timestamp":true`, 1),
-		"reply without user":  strings.NewReplacer(`"from":"16505551234",`, "", `"from_user_id":"US.13491208655302741918",`, "", `"contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234","user_id":"US.13491208655302741918"}],`, "").Replace(string(readFixture(t, "permission-accept-temporary.json"))),
+	// Wrong as a whole: 400, nothing recorded or quarantined.
+	for name, tt := range map[string]struct {
+		body   string
+		reason webhook.Reason
+	}{
+		"not json":         {`{"object":`, webhook.ReasonBadJSON},
+		"entry not a list": {`{"object":"whatsapp_business_account","entry":{}}`, webhook.ReasonBadJSON},
+		"wrong object":     {`{"object":"page","entry":[]}`, webhook.ReasonWrongObject},
+		"no object":        {`{"entry":[]}`, webhook.ReasonWrongObject},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := webhook.Parse([]byte(body))
-			require.ErrorIs(t, err, webhook.ErrMalformed)
-			rec := &spy{}
-			h := newHandler(t, webhook.Config{Recorder: rec})
-			assert.Equal(t, http.StatusBadRequest, post(t, h, []byte(body)))
+			rec, q := &spy{}, newQuarantine()
+			h := newHandler(t, webhook.Config{Recorder: rec, Quarantine: q})
+			assert.Equal(t, http.StatusBadRequest, post(t, h, []byte(tt.body)))
 			calls, _ := rec.seen()
 			assert.Zero(t, calls)
-			assert.EqualValues(t, 1, h.Stats().Rejected[webhook.ReasonBadJSON])
+			assert.Zero(t, q.Len())
+			assert.EqualValues(t, 1, h.Stats().Rejected[tt.reason])
+		})
+	}
+	// Wrong in a part: that part is quarantined, the rest recorded, 200.
+	reply := string(readFixture(t, "permission-accept-temporary.json"))
+	for name, body := range map[string]string{
+		"channel is a number": `{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":106540352242922},"messages":[]}}]}]}`,
+		"timestamp is a bool": strings.Replace(reply, `"timestamp":"1767168000"`, `"timestamp":true`, 1),
+		"reply without user":  strings.NewReplacer(`"from":"16505551234",`, "", `"from_user_id":"US.13491208655302741918",`, "", `"contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234","user_id":"US.13491208655302741918"}],`, "").Replace(reply),
+		"NUL in the wa_id":    strings.Replace(reply, `"from":"16505551234"`, `"from":"1650555\u00001234"`, 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec, q := &spy{}, newQuarantine()
+			h := newHandler(t, webhook.Config{Recorder: rec, Quarantine: q})
+			assert.Equal(t, http.StatusOK, post(t, h, []byte(body)))
+			calls, _ := rec.seen()
+			assert.Zero(t, calls)
+			items, next, err := q.List(context.Background(), "", 0)
+			require.NoError(t, err)
+			assert.Empty(t, next)
+			require.Len(t, items, 1)
+			assert.Contains(t, body, string(items[0].Raw))
+			assert.EqualValues(t, 1, h.Stats().Quarantined)
+			assert.EqualValues(t, 1, h.Stats().Accepted)
 		})
 	}
 }
@@ -244,12 +269,68 @@ func TestStoreFailureThenRetry(t *testing.T) {
 	assert.EqualValues(t, 1, h.Stats().Changes)
 }
 
-func TestInvalidEventIs400(t *testing.T) {
-	rec := &spy{err: fmt.Errorf("event 0: %w: empty contact", permission.ErrInvalidEvent)}
-	h := newHandler(t, webhook.Config{Recorder: rec})
-	assert.Equal(t, http.StatusBadRequest, post(t, h, readFixture(t, "permission-reject.json")))
-	assert.EqualValues(t, 1, h.Stats().Rejected[webhook.ReasonInvalidEvent])
-	assert.Zero(t, h.Stats().Recorded)
+// refuser is a Recorder that refuses, as invalid, any batch holding an
+// event with the id bad, and records the rest.
+type refuser struct {
+	spy
+	bad string
+}
+
+func (r *refuser) Record(ctx context.Context, events ...permission.Event) ([]permission.Change, error) {
+	for _, e := range events {
+		if e.ID == r.bad {
+			return nil, fmt.Errorf("%w: event %s refused", permission.ErrInvalidEvent, e.ID)
+		}
+	}
+	return r.spy.Record(ctx, events...)
+}
+
+// A Recorder stricter than Validate costs only the events it refuses.
+func TestRecorderRefusalIsQuarantined(t *testing.T) {
+	body := readFixture(t, "batch-quarantine-mixed.json")
+	all, err := webhook.Parse(body)
+	require.NoError(t, err)
+	require.Len(t, all.Events, 2)
+	rec := &refuser{bad: all.Events[0].ID}
+	q := newQuarantine()
+	h := newHandler(t, webhook.Config{Recorder: rec, Quarantine: q})
+	assert.Equal(t, http.StatusOK, post(t, h, body))
+	_, events := rec.seen()
+	assert.Equal(t, all.Events[1:], events)
+	items, _, err := q.List(context.Background(), "", 0)
+	require.NoError(t, err)
+	assert.Len(t, items, len(all.Quarantined)+1)
+	var refused *webhook.QuarantinedItem
+	for i := range items {
+		if strings.Contains(items[i].Error, "refused") {
+			refused = &items[i]
+		}
+	}
+	require.NotNil(t, refused)
+	assert.Contains(t, string(refused.Raw), all.Events[0].ID)
+	assert.Equal(t, "entry[0].changes[0].value.messages[0]", refused.Path)
+	assert.EqualValues(t, 1, h.Stats().Recorded)
+	assert.EqualValues(t, len(all.Quarantined)+1, h.Stats().Quarantined)
+}
+
+// failingQuarantine fails every Put.
+type failingQuarantine struct{ *webhook.MemoryQuarantine }
+
+func (*failingQuarantine) Put(context.Context, []webhook.QuarantinedItem) error {
+	return errors.New("quarantine: disk full")
+}
+
+// The good items are recorded only once the bad ones are durable.
+func TestQuarantineFailureIs503(t *testing.T) {
+	rec := &spy{}
+	h := newHandler(t, webhook.Config{Recorder: rec, Quarantine: &failingQuarantine{newQuarantine()}})
+	assert.Equal(t, http.StatusServiceUnavailable, post(t, h, readFixture(t, "batch-quarantine-mixed.json")))
+	calls, _ := rec.seen()
+	assert.Zero(t, calls)
+	assert.EqualValues(t, 1, h.Stats().Rejected[webhook.ReasonQuarantineError])
+	assert.Zero(t, h.Stats().Quarantined)
+	// A body with nothing to quarantine does not touch it.
+	assert.Equal(t, http.StatusOK, post(t, h, readFixture(t, "permission-reject.json")))
 }
 
 func TestOneRecordCallPerBody(t *testing.T) {
@@ -325,10 +406,12 @@ func TestLogsCarryNoPersonalData(t *testing.T) {
 	h := newHandler(t, webhook.Config{Recorder: newTracker(t), Logger: log})
 	assert.Equal(t, http.StatusOK, post(t, h, readFixture(t, "batch-two-channels.json")))
 	assert.Equal(t, http.StatusOK, post(t, h, readFixture(t, "call-inbound-completed.json")))
+	assert.Equal(t, http.StatusOK, post(t, h, readFixture(t, "batch-quarantine-mixed.json")))
 	assert.Equal(t, http.StatusForbidden, post(t, newHandler(t, webhook.Config{AppSecret: "other", Recorder: &spy{}, Logger: log}), readFixture(t, "message-text.json")))
 	out := buf.String()
 	assert.Contains(t, out, "wamid.HBgNMjM0ODAzMTIzNDU2NxUCABIYFDNBRDQ", "event ids are logged at debug")
-	for _, personal := range []string{"Amina", "Yes please", amina, "Li Wei", liWei, "CN.99887766554433221100", "Sheena"} {
+	assert.Contains(t, out, "item quarantined")
+	for _, personal := range []string{"Amina", "Yes please", amina, "Li Wei", liWei, "CN.99887766554433221100", "Sheena", "Priya", "Kenji", kenji, "91987", "JP.99001122334455667788"} {
 		assert.NotContains(t, out, personal)
 	}
 }

@@ -47,6 +47,11 @@ func newHandler(t testing.TB, cfg webhook.Config) *webhook.Handler {
 	if cfg.AppSecret == "" {
 		cfg.AppSecret = secret
 	}
+	if cfg.Clock == nil {
+		clk := clock.NewMock()
+		clk.Set(now)
+		cfg.Clock = clk
+	}
 	h, err := webhook.New(cfg)
 	require.NoError(t, err)
 	return h
@@ -138,4 +143,12 @@ func explain(t testing.TB, tr *permission.Tracker, channel, contact string) perm
 	x, err := tr.Explain(context.Background(), channel, contact, now)
 	require.NoError(t, err)
 	return x
+}
+
+// newQuarantine returns a memory quarantine whose clock stands at now, as
+// newHandler's does.
+func newQuarantine() *webhook.MemoryQuarantine {
+	clk := clock.NewMock()
+	clk.Set(now)
+	return webhook.NewMemoryQuarantine(webhook.QuarantineConfig{Clock: clk})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,8 +16,8 @@ import (
 )
 
 // ObjectWhatsApp is the envelope's object for WhatsApp Business Accounts.
-// Bodies with another object are not for this handler: Parse returns an
-// empty Batch for them.
+// Bodies with another object are not for this handler: Parse refuses them
+// with ErrWrongObject.
 const ObjectWhatsApp = "whatsapp_business_account"
 
 // Batch is what one webhook body carries.
@@ -40,6 +41,47 @@ type Batch struct {
 	// Contacts are the value.contacts[] entries (names and identities), one
 	// per channel and user, in body order.
 	Contacts []ChannelContact
+	// Settings are the callback-permission settings of business numbers
+	// that account_settings_update changes reported, in body order.
+	Settings []ChannelSetting
+	// Quarantined are the parts of the body that could not be read or
+	// attributed, or whose event a store could not hold, each raw with its
+	// error. Everything else in the body is in the fields above.
+	Quarantined []QuarantinedItem
+
+	// sources[i] is the item Events[i] came from, so that an event a
+	// Recorder refuses can be quarantined on its own.
+	sources []source
+}
+
+type source struct {
+	path string
+	raw  json.RawMessage
+}
+
+// CallbackPermission is a business number's callback_permission_status:
+// whether a user who calls it gives the business temporary permission to
+// call back.
+type CallbackPermission string
+
+const (
+	CallbackEnabled  CallbackPermission = "ENABLED"
+	CallbackDisabled CallbackPermission = "DISABLED"
+	// CallbackNotSet: Meta reports no choice yet (seen on newly enabled
+	// numbers); GET /<PHONE_NUMBER_ID>/settings is the authority.
+	CallbackNotSet CallbackPermission = "NOT_SET"
+)
+
+// ChannelSetting is the calling.callback_permission_status of a business
+// number as an account_settings_update webhook reported it.
+type ChannelSetting struct {
+	Channel            string             // the phone_number_id
+	CallbackPermission CallbackPermission // ENABLED, DISABLED or NOT_SET
+	// At is Meta's time of the change: value.timestamp, or entry.time when
+	// the value has none.
+	At time.Time
+	// Raw is the change value exactly as received.
+	Raw json.RawMessage
 }
 
 // Channel is a business phone number as Meta's metadata names it.
@@ -100,10 +142,41 @@ type Call struct {
 	StartTime time.Time     // terminate of a picked-up call only
 	EndTime   time.Time     // terminate of a picked-up call only
 	Duration  time.Duration // terminate of a picked-up call only
-	// Connected reports whether the call is known to have been picked up.
+	// Connected reports whether the call is known to have been picked up:
+	// a terminate with a duration > 0 or a start_time, or an ACCEPTED
+	// status. A COMPLETED terminate without them was not picked up.
 	Connected bool
+	// Errors are the item's errors[] (call setup or media failures and
+	// others). A business call with a technical one (ItemError.Technical)
+	// produces no event: it does not count toward the unanswered streak.
+	Errors []ItemError
 	// Raw is the item exactly as received.
 	Raw json.RawMessage
+}
+
+// ItemError is one errors[] element of a call or status item.
+type ItemError struct {
+	Code    int    // e.g. 138021, 131026
+	Title   string // title
+	Message string // message
+	Details string // error_data.details
+}
+
+// Technical reports whether the error is one of Meta's call setup or media
+// failures (138019 to 138023), which say nothing about whether the user
+// would have answered.
+func (e ItemError) Technical() bool { return permission.IsCallFailure(e.Code) }
+
+// Reason maps the error to callready's reason for it (see
+// permission.MetaErrorReasonOf), reading the message and details for
+// 138009's window.
+func (e ItemError) Reason() (permission.Reason, bool) {
+	return permission.MetaErrorReasonOf(e.Code, e.Message+" "+e.Details)
+}
+
+// technicalFailure reports whether any error of the call is technical.
+func (c Call) technicalFailure() bool {
+	return slices.ContainsFunc(c.Errors, ItemError.Technical)
 }
 
 // MessageStatus is one statuses[] item about a message the business sent.
@@ -113,13 +186,23 @@ type MessageStatus struct {
 	ID        string  // wamid.… of the message
 	Status    string  // "sent", "delivered", "read", "failed", …
 	Timestamp time.Time
-	Raw       json.RawMessage
+	// Errors are the status's errors[], e.g. 131026 for a permission
+	// request sent to an app too old to show it.
+	Errors []ItemError
+	Raw    json.RawMessage
 }
 
-// ErrMalformed reports a body that is not valid JSON, has a wrong-typed
-// field, or carries a permission or call item that cannot be attributed
-// (no channel, user, time or id). Parse wraps it.
-var ErrMalformed = errors.New("webhook: malformed body")
+// Errors Parse returns for a body that is wrong as a whole; the handler
+// answers them 400. A part of a body that is wrong is quarantined instead
+// (Batch.Quarantined), and its error (QuarantinedItem.Error) is built from
+// ErrMalformed too.
+var (
+	// ErrMalformed: the body is not JSON, or its envelope (object, entry)
+	// is wrong-typed.
+	ErrMalformed = errors.New("webhook: malformed body")
+	// ErrWrongObject: the envelope's object is not ObjectWhatsApp.
+	ErrWrongObject = errors.New("webhook: not a " + ObjectWhatsApp + " body")
+)
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
@@ -191,15 +274,21 @@ func jsonInt(b []byte) (n int64, ok bool, err error) {
 }
 
 // The JSON shapes. Only the fields callready reads are declared; the rest
-// is ignored.
+// is ignored. Lists are read element by element, so that one element of
+// the wrong shape is quarantined alone.
 type envelope struct {
-	Object  string `json:"object"`
-	Entries []struct {
-		Changes []struct {
-			Field string          `json:"field"`
-			Value json.RawMessage `json:"value"`
-		} `json:"changes"`
-	} `json:"entry"`
+	Object  string            `json:"object"`
+	Entries []json.RawMessage `json:"entry"`
+}
+
+type entryJSON struct {
+	Time    json.RawMessage   `json:"time"` // read only for settings changes
+	Changes []json.RawMessage `json:"changes"`
+}
+
+type changeJSON struct {
+	Field string          `json:"field"`
+	Value json.RawMessage `json:"value"`
 }
 
 type changeValue struct {
@@ -207,7 +296,7 @@ type changeValue struct {
 		DisplayPhoneNumber string `json:"display_phone_number"`
 		PhoneNumberID      string `json:"phone_number_id"`
 	} `json:"metadata"`
-	Contacts []contactJSON     `json:"contacts"`
+	Contacts []json.RawMessage `json:"contacts"`
 	Messages []json.RawMessage `json:"messages"`
 	Calls    []json.RawMessage `json:"calls"`
 	Statuses []json.RawMessage `json:"statuses"`
@@ -244,28 +333,107 @@ type messageJSON struct {
 	} `json:"interactive"`
 }
 
+type errorJSON struct {
+	Code      flexInt `json:"code"`
+	Title     string  `json:"title"`
+	Message   string  `json:"message"`
+	ErrorData struct {
+		Details string `json:"details"`
+	} `json:"error_data"`
+}
+
+func itemErrors(in []errorJSON) []ItemError {
+	var out []ItemError
+	for _, e := range in {
+		out = append(out, ItemError{Code: int(e.Code), Title: e.Title, Message: e.Message, Details: e.ErrorData.Details})
+	}
+	return out
+}
+
 type callJSON struct {
-	ID         string   `json:"id"`
-	Event      string   `json:"event"`
-	Direction  string   `json:"direction"`
-	Timestamp  unixTime `json:"timestamp"`
-	From       string   `json:"from"`
-	To         string   `json:"to"`
-	FromUserID string   `json:"from_user_id"`
-	ToUserID   string   `json:"to_user_id"`
-	Status     string   `json:"status"`
-	StartTime  unixTime `json:"start_time"`
-	EndTime    unixTime `json:"end_time"`
-	Duration   seconds  `json:"duration"`
+	ID         string      `json:"id"`
+	Event      string      `json:"event"`
+	Direction  string      `json:"direction"`
+	Timestamp  unixTime    `json:"timestamp"`
+	From       string      `json:"from"`
+	To         string      `json:"to"`
+	FromUserID string      `json:"from_user_id"`
+	ToUserID   string      `json:"to_user_id"`
+	Status     string      `json:"status"`
+	StartTime  unixTime    `json:"start_time"`
+	EndTime    unixTime    `json:"end_time"`
+	Duration   seconds     `json:"duration"`
+	Errors     []errorJSON `json:"errors"`
 }
 
 type statusJSON struct {
-	ID              string   `json:"id"`
-	Type            string   `json:"type"`
-	Status          string   `json:"status"`
-	Timestamp       unixTime `json:"timestamp"`
-	RecipientID     string   `json:"recipient_id"`
-	RecipientUserID string   `json:"recipient_user_id"`
+	ID              string      `json:"id"`
+	Type            string      `json:"type"`
+	Status          string      `json:"status"`
+	Timestamp       unixTime    `json:"timestamp"`
+	RecipientID     string      `json:"recipient_id"`
+	RecipientUserID string      `json:"recipient_user_id"`
+	Errors          []errorJSON `json:"errors"`
+}
+
+// settingsValue is an account_settings_update value. Meta publishes no
+// sample: the calling settings are read under phone_number_settings or
+// directly under the value, and the number from phone_number_id (string or
+// number) or metadata.phone_number_id.
+type settingsValue struct {
+	Type          string   `json:"type"`
+	Timestamp     unixTime `json:"timestamp"`
+	PhoneNumberID flexID   `json:"phone_number_id"`
+	Metadata      struct {
+		PhoneNumberID flexID `json:"phone_number_id"`
+	} `json:"metadata"`
+	PhoneNumberSettings *struct {
+		Calling *callingJSON `json:"calling"`
+	} `json:"phone_number_settings"`
+	Calling *callingJSON `json:"calling"`
+}
+
+type callingJSON struct {
+	CallbackPermissionStatus string `json:"callback_permission_status"`
+}
+
+// flexID is an identifier sent as a string or a number.
+type flexID string
+
+func (f *flexID) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case string(b) == "null":
+		return nil
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = flexID(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("id %s is neither a string nor a number", b)
+	}
+	*f = flexID(n.String())
+	return nil
+}
+
+// flexInt is an error code sent as a number or a string.
+type flexInt int
+
+func (f *flexInt) UnmarshalJSON(b []byte) error {
+	n, _, err := jsonInt(b)
+	if err != nil {
+		return err
+	}
+	if n < math.MinInt32 || n > math.MaxInt32 {
+		return fmt.Errorf("code %d out of range", n)
+	}
+	*f = flexInt(n)
+	return nil
 }
 
 // Direction values of calls.
@@ -274,81 +442,202 @@ const (
 	BusinessInitiated = "BUSINESS_INITIATED"
 )
 
-// Parse extracts the events, messages and calls of one webhook body. It is
-// pure: no I/O, no clock. It returns an error wrapping ErrMalformed, and no
-// Batch, when the body is not JSON, a field has the wrong type, or a
-// permission or call item lacks what an event needs. Unknown fields,
-// change fields and message types are ignored; every event it returns is
-// valid for permission.Tracker.Record.
+// Field values of changes that Parse reads; it ignores the others.
+const (
+	FieldMessages        = "messages"
+	FieldCalls           = "calls"
+	FieldAccountSettings = "account_settings_update"
+)
+
+// Parse extracts the events, messages, calls, statuses and settings of one
+// webhook body. It is pure: no I/O, no clock.
+//
+// It returns an error, and no Batch, only for a body wrong as a whole: not
+// JSON, or an envelope (object, entry) of the wrong type (ErrMalformed), or
+// another object than ObjectWhatsApp (ErrWrongObject). Any part of the body
+// it cannot read or attribute, an item with a wrong-typed field it reads,
+// an unknown permission response or call direction, no channel, user, time
+// or call id, or an id a store cannot hold, goes to Batch.Quarantined with
+// its error; the rest of the body is returned as usual. Unknown fields,
+// change fields and message types are ignored. Every event it returns
+// passes permission.Event.Validate and has Origin permission.OriginWebhook.
 func Parse(body []byte) (Batch, error) {
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Batch{}, malformed("%v", err)
 	}
-	var b Batch
 	if env.Object != ObjectWhatsApp {
-		return b, nil
+		return Batch{}, fmt.Errorf("%w: object %q", ErrWrongObject, env.Object)
 	}
-	for i, entry := range env.Entries {
-		for j, ch := range entry.Changes {
-			if ch.Field != "messages" && ch.Field != "calls" {
+	var b Batch
+	for i, raw := range env.Entries {
+		path := fmt.Sprintf("entry[%d]", i)
+		if isNull(raw) {
+			continue
+		}
+		var entry entryJSON
+		if err := json.Unmarshal(raw, &entry); err != nil {
+			b.quarantine(path, raw, malformed("%v", err))
+			continue
+		}
+		for j, craw := range entry.Changes {
+			cpath := fmt.Sprintf("%s.changes[%d]", path, j)
+			if isNull(craw) {
 				continue
 			}
-			if err := b.addValue(ch.Value); err != nil {
-				return Batch{}, fmt.Errorf("entry[%d].changes[%d]: %w", i, j, err)
+			var ch changeJSON
+			if err := json.Unmarshal(craw, &ch); err != nil {
+				b.quarantine(cpath, craw, malformed("%v", err))
+				continue
+			}
+			switch ch.Field {
+			case FieldMessages, FieldCalls:
+				b.addValue(cpath+".value", ch.Value)
+			case FieldAccountSettings:
+				b.addSettings(cpath+".value", ch.Value, entry.Time)
 			}
 		}
 	}
 	return b, nil
 }
 
-func (b *Batch) addValue(raw json.RawMessage) error {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil
-	}
-	var v changeValue
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return malformed("value: %v", err)
-	}
-	p := parser{b: b, v: &v, channel: v.Metadata.PhoneNumberID}
-	if id := v.Metadata.PhoneNumberID; id != "" && !slices.ContainsFunc(b.Channels, func(c Channel) bool { return c.ID == id }) {
-		b.Channels = append(b.Channels, Channel{ID: id, DisplayPhoneNumber: v.Metadata.DisplayPhoneNumber})
-	}
-	for _, x := range v.Contacts {
-		c := ChannelContact{Channel: v.Metadata.PhoneNumberID, Contact: Contact{WaID: x.WaID, UserID: x.UserID, Name: x.Profile.Name}}
-		if c.Contact.Key() != "" && c.Channel != "" && !slices.Contains(b.Contacts, c) {
-			b.Contacts = append(b.Contacts, c)
-		}
-	}
-	for i, m := range v.Messages {
-		if err := p.message(m); err != nil {
-			return fmt.Errorf("messages[%d]: %w", i, err)
-		}
-	}
-	for i, c := range v.Calls {
-		if err := p.call(c); err != nil {
-			return fmt.Errorf("calls[%d]: %w", i, err)
-		}
-	}
-	for i, s := range v.Statuses {
-		if err := p.status(s); err != nil {
-			return fmt.Errorf("statuses[%d]: %w", i, err)
-		}
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(bytes.TrimSpace(raw)) == "null"
+}
+
+func (b *Batch) quarantine(path string, raw json.RawMessage, err error) {
+	b.Quarantined = append(b.Quarantined, QuarantinedItem{
+		ID: QuarantineID(raw), Path: path, Error: err.Error(), Raw: raw,
+	})
+}
+
+// storable refuses an identifier some store cannot hold (see
+// permission.MaxIDLength); strings from JSON are valid UTF-8 already.
+func storable(what, v string) error {
+	switch {
+	case len(v) > permission.MaxIDLength:
+		return malformed("%s longer than %d bytes", what, permission.MaxIDLength)
+	case strings.IndexByte(v, 0) >= 0:
+		return malformed("%s contains a NUL byte", what)
 	}
 	return nil
 }
 
+func (b *Batch) addValue(path string, raw json.RawMessage) {
+	if isNull(raw) {
+		return
+	}
+	var v changeValue
+	if err := json.Unmarshal(raw, &v); err != nil {
+		b.quarantine(path, raw, malformed("value: %v", err))
+		return
+	}
+	ch := v.Metadata.PhoneNumberID
+	if err := storable("metadata.phone_number_id", ch); err != nil {
+		b.quarantine(path, raw, err)
+		return
+	}
+	p := parser{b: b, channel: ch, display: v.Metadata.DisplayPhoneNumber}
+	if ch != "" && !slices.ContainsFunc(b.Channels, func(c Channel) bool { return c.ID == ch }) {
+		b.Channels = append(b.Channels, Channel{ID: ch, DisplayPhoneNumber: v.Metadata.DisplayPhoneNumber})
+	}
+	for i, x := range v.Contacts {
+		cpath := fmt.Sprintf("%s.contacts[%d]", path, i)
+		var c contactJSON
+		err := json.Unmarshal(x, &c)
+		if err != nil {
+			err = malformed("%v", err)
+		} else if err = cmp.Or(storable("wa_id", c.WaID), storable("user_id", c.UserID)); err == nil {
+			p.contacts = append(p.contacts, c)
+		}
+		if err != nil {
+			b.quarantine(cpath, x, err)
+			continue
+		}
+		cc := ChannelContact{Channel: ch, Contact: Contact{WaID: c.WaID, UserID: c.UserID, Name: c.Profile.Name}}
+		if cc.Contact.Key() != "" && cc.Channel != "" && !slices.Contains(b.Contacts, cc) {
+			b.Contacts = append(b.Contacts, cc)
+		}
+	}
+	items := func(name string, list []json.RawMessage, f func(src source) error) {
+		for i, raw := range list {
+			src := source{path: fmt.Sprintf("%s.%s[%d]", path, name, i), raw: raw}
+			if err := f(src); err != nil {
+				b.quarantine(src.path, raw, err)
+			}
+		}
+	}
+	items("messages", v.Messages, p.message)
+	items("calls", v.Calls, p.call)
+	items("statuses", v.Statuses, p.status)
+}
+
+func (b *Batch) addSettings(path string, raw, entryTime json.RawMessage) {
+	if isNull(raw) {
+		return
+	}
+	var v settingsValue
+	if err := json.Unmarshal(raw, &v); err != nil {
+		b.quarantine(path, raw, malformed("value: %v", err))
+		return
+	}
+	if v.Type != "" && !strings.EqualFold(v.Type, "PHONE_NUMBER_SETTINGS") {
+		return // another kind of account setting
+	}
+	calling := v.Calling
+	if v.PhoneNumberSettings != nil && v.PhoneNumberSettings.Calling != nil {
+		calling = v.PhoneNumberSettings.Calling
+	}
+	if calling == nil || calling.CallbackPermissionStatus == "" {
+		return // nothing about callback permission
+	}
+	s := ChannelSetting{
+		Channel:            string(cmp.Or(v.PhoneNumberID, v.Metadata.PhoneNumberID)),
+		CallbackPermission: CallbackPermission(strings.ToUpper(strings.TrimSpace(calling.CallbackPermissionStatus))),
+		At:                 v.Timestamp.t,
+		Raw:                raw,
+	}
+	if s.At.IsZero() {
+		var t unixTime
+		if json.Unmarshal(entryTime, &t) == nil {
+			s.At = t.t
+		}
+	}
+	var err error
+	switch {
+	case s.Channel == "":
+		err = malformed("settings without phone_number_id")
+	case s.At.IsZero():
+		err = malformed("settings without timestamp (value.timestamp or entry.time)")
+	default:
+		err = storable("phone_number_id", s.Channel)
+	}
+	if err == nil {
+		switch s.CallbackPermission {
+		case CallbackEnabled, CallbackDisabled, CallbackNotSet:
+		default:
+			err = malformed("unknown callback_permission_status %q", calling.CallbackPermissionStatus)
+		}
+	}
+	if err != nil {
+		b.quarantine(path, raw, err)
+		return
+	}
+	b.Settings = append(b.Settings, s)
+}
+
 type parser struct {
-	b       *Batch
-	v       *changeValue
-	channel string
+	b        *Batch
+	channel  string
+	display  string // the business's display number
+	contacts []contactJSON
 }
 
 // contact completes a user's identity from value.contacts, matched by
 // phone or BSUID; with neither, a lone contact is the user.
 func (p *parser) contact(waID, userID string) Contact {
 	c := Contact{WaID: waID, UserID: userID}
-	for _, x := range p.v.Contacts {
+	for _, x := range p.contacts {
 		if (waID != "" && x.WaID == waID) || (userID != "" && x.UserID == userID) {
 			c.Name = x.Profile.Name
 			if c.WaID == "" {
@@ -360,16 +649,22 @@ func (p *parser) contact(waID, userID string) Contact {
 			return c
 		}
 	}
-	if waID == "" && userID == "" && len(p.v.Contacts) == 1 {
-		x := p.v.Contacts[0]
+	if waID == "" && userID == "" && len(p.contacts) == 1 {
+		x := p.contacts[0]
 		return Contact{WaID: x.WaID, UserID: x.UserID, Name: x.Profile.Name}
 	}
 	return c
 }
 
-// event checks e against the tracker's rules before it is returned, so a
-// body either yields only valid events or fails as a whole.
-func (p *parser) event(e permission.Event) error {
+// ids checks the identifiers of an item a host may store.
+func (p *parser) ids(id string, c Contact) error {
+	return cmp.Or(storable("id", id), storable("user id", c.WaID), storable("user id", c.UserID))
+}
+
+// check completes e (Origin) and checks it against the tracker's rules
+// before it is returned, so a body yields only valid events.
+func (p *parser) check(e *permission.Event) error {
+	e.Origin = permission.OriginWebhook
 	switch {
 	case e.Channel == "":
 		return malformed("no metadata.phone_number_id")
@@ -382,26 +677,37 @@ func (p *parser) event(e permission.Event) error {
 	case !e.Permanent && !e.ExpiresAt.IsZero() && !e.ExpiresAt.After(e.At):
 		return malformed("expiration_timestamp not after timestamp")
 	}
-	p.b.Events = append(p.b.Events, e)
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
 	return nil
 }
 
-func (p *parser) message(raw json.RawMessage) error {
+func (p *parser) emit(e permission.Event, src source) {
+	p.b.Events = append(p.b.Events, e)
+	p.b.sources = append(p.b.sources, src)
+}
+
+func (p *parser) message(src source) error {
 	var m messageJSON
-	if err := json.Unmarshal(raw, &m); err != nil {
+	if err := json.Unmarshal(src.raw, &m); err != nil {
 		return malformed("%v", err)
 	}
 	contact := p.contact(m.From, m.FromUserID)
+	if err := p.ids(m.ID, contact); err != nil {
+		return err
+	}
+	contextID := ""
+	if m.Context != nil {
+		contextID = m.Context.ID
+	}
 	if m.Type != "interactive" || m.Interactive == nil || m.Interactive.Type != "call_permission_reply" {
 		msg := Message{
 			Channel: p.channel, Contact: contact, ID: m.ID, Timestamp: m.Timestamp.t,
-			Type: m.Type, Raw: raw,
+			Type: m.Type, ContextID: contextID, Raw: src.raw,
 		}
 		if m.Type == "text" && m.Text != nil {
 			msg.Text = m.Text.Body
-		}
-		if m.Context != nil {
-			msg.ContextID = m.Context.ID
 		}
 		p.b.Messages = append(p.b.Messages, msg)
 		return nil
@@ -410,11 +716,7 @@ func (p *parser) message(raw json.RawMessage) error {
 	if r == nil {
 		return malformed("call_permission_reply without its object")
 	}
-	e := permission.Event{Channel: p.channel, Contact: contact.Key(), At: m.Timestamp.t, ID: m.ID}
-	contextID := ""
-	if m.Context != nil {
-		contextID = m.Context.ID
-	}
+	e := permission.Event{Channel: p.channel, Contact: contact.Key(), At: m.Timestamp.t, ID: m.ID, Context: contextID}
 	automatic := strings.EqualFold(r.ResponseSource, "automatic")
 	switch strings.ToLower(r.Response) {
 	case "accept":
@@ -444,16 +746,20 @@ func (p *parser) message(raw json.RawMessage) error {
 			e.Reason = permission.RevokeRejected
 		}
 	default:
-		// A permission fact we cannot read: refuse the body so Meta
-		// re-delivers it (to an upgraded handler) rather than lose it.
+		// A permission fact we cannot read: quarantined, so an operator
+		// sees it and an upgraded host can replay it.
 		return malformed("unknown call_permission_reply response %q", r.Response)
 	}
-	return p.event(e)
+	if err := p.check(&e); err != nil {
+		return err
+	}
+	p.emit(e, src)
+	return nil
 }
 
-func (p *parser) call(raw json.RawMessage) error {
+func (p *parser) call(src source) error {
 	var c callJSON
-	if err := json.Unmarshal(raw, &c); err != nil {
+	if err := json.Unmarshal(src.raw, &c); err != nil {
 		return malformed("%v", err)
 	}
 	dir := strings.ToUpper(c.Direction)
@@ -464,7 +770,7 @@ func (p *parser) call(raw json.RawMessage) error {
 	if dir == BusinessInitiated {
 		phone, other, userID = c.To, c.From, c.ToUserID
 	}
-	if biz := p.v.Metadata.DisplayPhoneNumber; biz != "" && phone == biz {
+	if biz := p.display; biz != "" && phone == biz {
 		phone = other
 		if phone == biz {
 			phone = ""
@@ -477,55 +783,85 @@ func (p *parser) call(raw json.RawMessage) error {
 		Channel: p.channel, Contact: p.contact(phone, userID), ID: c.ID,
 		Event: strings.ToLower(c.Event), Direction: dir, Status: strings.ToUpper(c.Status),
 		Timestamp: c.Timestamp.t, StartTime: c.StartTime.t, EndTime: c.EndTime.t, Duration: c.Duration.d,
-		Raw: raw,
+		Errors: itemErrors(c.Errors), Raw: src.raw,
+	}
+	if err := p.ids(call.ID, call.Contact); err != nil {
+		return err
 	}
 	// Meta sends start_time, end_time and duration only for calls that were
-	// picked up. A connect alone proves nothing: it comes before the answer.
-	call.Connected = call.Event == "terminate" &&
-		(c.Duration.d > 0 || !c.StartTime.t.IsZero() || call.Status == "COMPLETED")
-	p.b.Calls = append(p.b.Calls, call)
+	// picked up; a COMPLETED status alone is no proof. A connect proves
+	// nothing either: it comes before the answer.
+	call.Connected = call.Event == "terminate" && (c.Duration.d > 0 || !c.StartTime.t.IsZero())
 
-	if call.Event != "connect" && call.Event != "terminate" {
-		return nil
-	}
-	e := permission.Event{Channel: p.channel, Contact: call.Contact.Key(), At: call.Timestamp, ID: call.ID, Connected: call.Connected}
-	switch dir {
-	case UserInitiated:
-		e.Type = permission.EventInboundCall
-	case BusinessInitiated:
-		if call.Event != "terminate" {
-			return nil // the outcome comes with terminate or a status
+	var e *permission.Event
+	if call.Event == "connect" || call.Event == "terminate" {
+		ev := permission.Event{Channel: p.channel, Contact: call.Contact.Key(), At: call.Timestamp, ID: call.ID, Connected: call.Connected}
+		switch dir {
+		case UserInitiated:
+			// The implicit callback grant runs from the call's own start.
+			ev.Type = permission.EventInboundCall
+			if !call.StartTime.IsZero() {
+				ev.At = call.StartTime
+			}
+			e = &ev
+		case BusinessInitiated:
+			// The outcome comes with terminate or a status; a technical
+			// failure is no outcome.
+			if call.Event == "terminate" && !call.technicalFailure() {
+				ev.Type = permission.EventBusinessCall
+				e = &ev
+			}
+		default:
+			return malformed("unknown call direction %q", c.Direction)
 		}
-		e.Type = permission.EventBusinessCall
-	default:
-		return malformed("unknown call direction %q", c.Direction)
 	}
-	return p.event(e)
+	if e != nil {
+		if err := p.check(e); err != nil {
+			return err
+		}
+	}
+	p.b.Calls = append(p.b.Calls, call)
+	if e != nil {
+		p.emit(*e, src)
+	}
+	return nil
 }
 
-func (p *parser) status(raw json.RawMessage) error {
+func (p *parser) status(src source) error {
 	var s statusJSON
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if err := json.Unmarshal(src.raw, &s); err != nil {
 		return malformed("%v", err)
 	}
 	contact := p.contact(s.RecipientID, s.RecipientUserID)
+	if err := p.ids(s.ID, contact); err != nil {
+		return err
+	}
 	if !strings.EqualFold(s.Type, "call") {
 		p.b.Statuses = append(p.b.Statuses, MessageStatus{
-			Channel: p.channel, Contact: contact, ID: s.ID, Status: s.Status, Timestamp: s.Timestamp.t, Raw: raw,
+			Channel: p.channel, Contact: contact, ID: s.ID, Status: s.Status, Timestamp: s.Timestamp.t,
+			Errors: itemErrors(s.Errors), Raw: src.raw,
 		})
 		return nil
 	}
 	st := strings.ToUpper(s.Status)
 	call := Call{
 		Channel: p.channel, Contact: contact, ID: s.ID, Event: "status", Direction: BusinessInitiated,
-		Status: st, Timestamp: s.Timestamp.t, Connected: st == "ACCEPTED", Raw: raw,
+		Status: st, Timestamp: s.Timestamp.t, Connected: st == "ACCEPTED", Errors: itemErrors(s.Errors), Raw: src.raw,
+	}
+	var e *permission.Event
+	// RINGING says nothing about the outcome, nor does a technical failure.
+	if (st == "ACCEPTED" || st == "REJECTED") && !call.technicalFailure() {
+		e = &permission.Event{
+			Type: permission.EventBusinessCall, Channel: p.channel, Contact: contact.Key(),
+			At: call.Timestamp, ID: call.ID, Connected: call.Connected,
+		}
+		if err := p.check(e); err != nil {
+			return err
+		}
 	}
 	p.b.Calls = append(p.b.Calls, call)
-	if st != "ACCEPTED" && st != "REJECTED" {
-		return nil // RINGING says nothing about the outcome
+	if e != nil {
+		p.emit(*e, src)
 	}
-	return p.event(permission.Event{
-		Type: permission.EventBusinessCall, Channel: p.channel, Contact: contact.Key(),
-		At: call.Timestamp, ID: call.ID, Connected: call.Connected,
-	})
+	return nil
 }

@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"sync/atomic"
+	"time"
+
+	"github.com/benbjohnson/clock"
 
 	"github.com/callready/callready/permission"
 )
@@ -34,14 +37,25 @@ type Config struct {
 	// VerifyToken answers the GET verification handshake. Empty refuses
 	// every handshake (403).
 	VerifyToken string
-	// Recorder receives the tracker events of each body, all in one call.
-	// Required: usually the *permission.Tracker.
+	// Recorder receives the tracker events of each body, all in one call
+	// (one call per event if it refuses the batch with
+	// permission.ErrInvalidEvent, so the events it refuses are quarantined
+	// alone). Required: usually the *permission.Tracker.
 	Recorder Recorder
+	// Quarantine keeps the parts of verified bodies that cannot be
+	// recorded (see Batch.Quarantined), before anything of the body is
+	// recorded. Default: a MemoryQuarantine, lost on restart; a host with
+	// a database should pass a durable one (sqlstore's Store.Quarantine).
+	Quarantine Quarantine
+	// Clock stamps quarantined items' ReceivedAt. Default: the system
+	// clock.
+	Clock clock.Clock
 	// OnBatch, when set, receives every verified and parsed body before its
 	// events are recorded: the place to store what a host needs to show
 	// the coming changes (channel numbers, contact names) so subscribers
 	// never see a change before its context. An error makes the handler
-	// answer 503 and record nothing.
+	// answer 503 and record nothing (the body's quarantined items are kept
+	// already; a re-delivery stores them once).
 	OnBatch func(context.Context, Batch) error
 	// OnMessage, when set, receives every incoming message that is not a
 	// permission reply (text and all other types), after the body's events
@@ -57,6 +71,10 @@ type Config struct {
 	// sent (sent, delivered, read, failed), after recording; errors as for
 	// OnMessage.
 	OnStatus func(context.Context, MessageStatus) error
+	// OnSetting, when set, receives the callback-permission settings of
+	// account_settings_update changes, after recording; errors as for
+	// OnMessage. (They are in the Batch OnBatch gets, too.)
+	OnSetting func(context.Context, ChannelSetting) error
 	// MaxBodyBytes bounds a POST body; larger bodies get 413. Default
 	// DefaultMaxBodyBytes (4 MiB).
 	MaxBodyBytes int64
@@ -76,16 +94,17 @@ const (
 	ReasonBadVerifyToken   Reason = "bad_verify_token"  // 403 on the GET handshake
 	ReasonTooLarge         Reason = "too_large"         // 413
 	ReasonBadJSON          Reason = "bad_json"          // 400: see ErrMalformed
-	ReasonInvalidEvent     Reason = "invalid_event"     // 400: the Recorder refused an event
+	ReasonWrongObject      Reason = "wrong_object"      // 400: see ErrWrongObject
 	ReasonStoreError       Reason = "store_error"       // 503: the Recorder failed
-	ReasonCallbackError    Reason = "callback_error"    // 503: OnBatch, OnMessage, OnCall or OnStatus failed
+	ReasonQuarantineError  Reason = "quarantine_error"  // 503: the Quarantine failed
+	ReasonCallbackError    Reason = "callback_error"    // 503: OnBatch, OnMessage, OnCall, OnStatus or OnSetting failed
 	ReasonMethod           Reason = "method"            // 405
 	ReasonReadError        Reason = "read_error"        // 400: the body could not be read
 )
 
 var reasons = [...]Reason{
 	ReasonMissingSignature, ReasonBadSignature, ReasonBadVerifyToken, ReasonTooLarge, ReasonBadJSON,
-	ReasonInvalidEvent, ReasonStoreError, ReasonCallbackError, ReasonMethod, ReasonReadError,
+	ReasonWrongObject, ReasonStoreError, ReasonQuarantineError, ReasonCallbackError, ReasonMethod, ReasonReadError,
 }
 
 // Stats are the handler's counters since New, for a host to export.
@@ -94,6 +113,10 @@ type Stats struct {
 	Accepted int64 // POST requests answered 200
 	Recorded int64 // events recorded (counted once Record succeeded)
 	Changes  int64 // callable-list changes those events caused
+	// Quarantined counts items handed to the Quarantine (counted once Put
+	// succeeded; a re-delivered item counts again, though the Quarantine
+	// keeps it once).
+	Quarantined int64
 	// Rejected counts refused requests by reason; every Reason is present.
 	Rejected map[Reason]int64
 }
@@ -105,8 +128,8 @@ type Handler struct {
 	cfg Config
 	log *slog.Logger
 
-	received, accepted, recorded, changes atomic.Int64
-	rejected                              [len(reasons)]atomic.Int64
+	received, accepted, recorded, changes, quarantined atomic.Int64
+	rejected                                           [len(reasons)]atomic.Int64
 }
 
 // New returns a Handler for cfg.
@@ -123,6 +146,12 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.New()
+	}
+	if cfg.Quarantine == nil {
+		cfg.Quarantine = NewMemoryQuarantine(QuarantineConfig{Clock: cfg.Clock})
+	}
 	return &Handler{cfg: cfg, log: cfg.Logger}, nil
 }
 
@@ -130,7 +159,7 @@ func New(cfg Config) (*Handler, error) {
 func (h *Handler) Stats() Stats {
 	s := Stats{
 		Received: h.received.Load(), Accepted: h.accepted.Load(),
-		Recorded: h.recorded.Load(), Changes: h.changes.Load(),
+		Recorded: h.recorded.Load(), Changes: h.changes.Load(), Quarantined: h.quarantined.Load(),
 		Rejected: make(map[Reason]int64, len(reasons)),
 	}
 	for i, r := range reasons {
@@ -198,8 +227,18 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	batch, err := Parse(body)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrWrongObject):
+		h.reject(ctx, w, http.StatusBadRequest, ReasonWrongObject, err)
+		return
+	case err != nil:
 		h.reject(ctx, w, http.StatusBadRequest, ReasonBadJSON, err)
+		return
+	}
+	now := h.cfg.Clock.Now().UTC()
+	// What cannot be recorded is kept first: once the good events are
+	// recorded, the body is answered 200 and not delivered again.
+	if !h.quarantine(ctx, w, batch.Quarantined, now) {
 		return
 	}
 	if f := h.cfg.OnBatch; f != nil {
@@ -208,18 +247,28 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	recorded := 0
 	if len(batch.Events) > 0 {
 		changes, err := h.cfg.Recorder.Record(ctx, batch.Events...)
-		switch {
-		case errors.Is(err, permission.ErrInvalidEvent):
-			h.reject(ctx, w, http.StatusBadRequest, ReasonInvalidEvent, err)
-			return
-		case err != nil:
+		n := len(batch.Events)
+		if errors.Is(err, permission.ErrInvalidEvent) {
+			// The Recorder refuses some event Validate passed (a stricter
+			// Recorder): record them one by one, quarantine the refused.
+			var refused []QuarantinedItem
+			changes, refused, err = h.recordEach(ctx, &batch)
+			if err == nil && !h.quarantine(ctx, w, refused, now) {
+				return
+			}
+			batch.Quarantined = append(batch.Quarantined, refused...)
+			n -= len(refused)
+		}
+		if err != nil {
 			// Not recorded: 503 makes Meta retry the delivery later.
 			h.reject(ctx, w, http.StatusServiceUnavailable, ReasonStoreError, err)
 			return
 		}
-		h.recorded.Add(int64(len(batch.Events)))
+		recorded = n
+		h.recorded.Add(int64(n))
 		h.changes.Add(int64(len(changes)))
 		if h.log.Enabled(ctx, slog.LevelDebug) {
 			for _, e := range batch.Events {
@@ -235,8 +284,57 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 	h.accepted.Add(1)
 	w.WriteHeader(http.StatusOK)
 	h.log.LogAttrs(ctx, slog.LevelInfo, "webhook: delivery recorded",
-		slog.Int("events", len(batch.Events)), slog.Int("messages", len(batch.Messages)),
-		slog.Int("calls", len(batch.Calls)), slog.Int("statuses", len(batch.Statuses)))
+		slog.Int("events", recorded), slog.Int("messages", len(batch.Messages)),
+		slog.Int("calls", len(batch.Calls)), slog.Int("statuses", len(batch.Statuses)),
+		slog.Int("settings", len(batch.Settings)), slog.Int("quarantined", len(batch.Quarantined)))
+}
+
+// quarantine puts items, stamped with now, into the Quarantine. On failure
+// it answers 503 and reports false.
+func (h *Handler) quarantine(ctx context.Context, w http.ResponseWriter, items []QuarantinedItem, now time.Time) bool {
+	if len(items) == 0 {
+		return true
+	}
+	for i := range items {
+		if items[i].ReceivedAt.IsZero() {
+			items[i].ReceivedAt = now
+		}
+	}
+	if err := h.cfg.Quarantine.Put(ctx, items); err != nil {
+		h.reject(ctx, w, http.StatusServiceUnavailable, ReasonQuarantineError, err)
+		return false
+	}
+	h.quarantined.Add(int64(len(items)))
+	for _, it := range items {
+		// Paths and errors name no person: errors quote only field names
+		// and enum values.
+		h.log.LogAttrs(ctx, slog.LevelWarn, "webhook: item quarantined",
+			slog.String("path", it.Path), slog.String("err", it.Error), slog.String("id", it.ID))
+	}
+	return true
+}
+
+// recordEach records the events of b one at a time, returning the items of
+// those the Recorder refuses as invalid. Any other error stops it.
+func (h *Handler) recordEach(ctx context.Context, b *Batch) ([]permission.Change, []QuarantinedItem, error) {
+	var changes []permission.Change
+	var refused []QuarantinedItem
+	for i, e := range b.Events {
+		c, err := h.cfg.Recorder.Record(ctx, e)
+		switch {
+		case errors.Is(err, permission.ErrInvalidEvent):
+			src := source{path: fmt.Sprintf("events[%d]", i)}
+			if i < len(b.sources) {
+				src = b.sources[i]
+			}
+			refused = append(refused, QuarantinedItem{ID: QuarantineID(src.raw), Path: src.path, Error: err.Error(), Raw: src.raw})
+		case err != nil:
+			return nil, nil, err
+		default:
+			changes = append(changes, c...)
+		}
+	}
+	return changes, refused, nil
 }
 
 // callbacks hands the host what is not a tracker event, in body order per
@@ -261,6 +359,13 @@ func (h *Handler) callbacks(ctx context.Context, b *Batch) error {
 		for _, s := range b.Statuses {
 			if err := f(ctx, s); err != nil {
 				return fmt.Errorf("OnStatus %s: %w", s.ID, err)
+			}
+		}
+	}
+	if f := h.cfg.OnSetting; f != nil {
+		for _, s := range b.Settings {
+			if err := f(ctx, s); err != nil {
+				return fmt.Errorf("OnSetting %s: %w", s.Channel, err)
 			}
 		}
 	}

@@ -744,8 +744,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, channel string) {
 		s.mu.Unlock()
 		s.writeError(w, http.StatusBadRequest, graphError{Code: 138009,
 			Message: "(#138009) Call permission request limit reached",
-			ErrorData: &graphErrorDetail{"whatsapp", fmt.Sprintf("Limit of %d permission request per 24 hours and %d per 7 days reached for this user.",
-				s.cfg.RequestsPerDay, s.cfg.RequestsPerWeek)}})
+			ErrorData: &graphErrorDetail{"whatsapp", requestLimitDetails(day >= s.cfg.RequestsPerDay, s.cfg)}})
 		return
 	}
 	s.seq++
@@ -858,4 +857,13 @@ func (s *Server) getPermissions(w http.ResponseWriter, r *http.Request, channel 
 				"limits": []map[string]any{calls}},
 		},
 	})
+}
+
+// requestLimitDetails names the window a refused request hit, as Meta's
+// error details do.
+func requestLimitDetails(daily bool, cfg Config) string {
+	if daily {
+		return fmt.Sprintf("Limit of %d permission request per 24 hours reached for this user.", cfg.RequestsPerDay)
+	}
+	return fmt.Sprintf("Limit of %d permission requests per 7 days reached for this user.", cfg.RequestsPerWeek)
 }

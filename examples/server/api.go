@@ -33,6 +33,7 @@ func (s *server) routes() {
 
 	api := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.auth(h, false)) }
 	api("GET /api/channels", s.listChannels)
+	api("GET /api/quarantine", s.listQuarantine)
 	api("GET /api/channels/{channel}/callable", s.listCallable)
 	api("GET /api/channels/{channel}/contacts/{contact}", s.explainContact)
 	api("GET /api/channels/{channel}/contacts/{contact}/messages", s.contactMessages)

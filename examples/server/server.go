@@ -15,6 +15,7 @@ import (
 
 	"github.com/callready/callready/permission"
 	"github.com/callready/callready/store"
+	sqlstore "github.com/callready/callready/store/sql"
 	"github.com/callready/callready/store/sql/pglisten"
 )
 
@@ -53,9 +54,11 @@ type server struct {
 	store   io.Closer // the permission store (and its change feed)
 	tracker *permission.Tracker
 	inbox   *inbox
-	metrics *metrics
-	webhook http.Handler
-	mux     *http.ServeMux
+	// quarantine keeps the webhook items that could not be recorded.
+	quarantine *sqlstore.Quarantine
+	metrics    *metrics
+	webhook    http.Handler
+	mux        *http.ServeMux
 
 	stopping  chan struct{} // closed when the server shuts down: ends SSE streams
 	stopOnce  sync.Once
@@ -90,6 +93,7 @@ func newServer(ctx context.Context, o serverOptions) (*server, error) {
 	}
 	var ps store.Store = st
 	s.store = st
+	s.quarantine = newQuarantine(st, o)
 	shared := false
 	if o.Postgres && o.DSN != "" {
 		// Other servers may write to this database: follow its change log,

@@ -23,6 +23,8 @@ func newWebhookHandler(s *server) (http.Handler, error) {
 		AppSecret:    s.opts.AppSecret,
 		VerifyToken:  s.opts.VerifyToken,
 		Recorder:     recorder{s},
+		Quarantine:   s.quarantine,
+		Clock:        s.clock,
 		OnBatch:      s.learn,
 		OnMessage:    s.onMessage,
 		OnCall:       s.onCall,
@@ -33,6 +35,7 @@ func newWebhookHandler(s *server) (http.Handler, error) {
 		return nil, err
 	}
 	s.metrics.webhookStats = h.Stats
+	s.metrics.reg.MustRegister(newQuarantineMetrics(s, h.Stats))
 	return h, nil
 }
 

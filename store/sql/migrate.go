@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"hash/fnv"
 	"regexp"
@@ -44,7 +43,12 @@ func checkPrefix(prefix string) (string, error) {
 }
 
 // Migrations returns the schema migrations for a dialect and table prefix
-// ("" means DefaultTablePrefix), oldest first. Open runs them (see
+// ("" means DefaultTablePrefix), by increasing Version.
+//
+// Versions may have gaps, and a version may be added below the highest
+// one later (a migration developed on a branch): Migrate applies every
+// version the database lacks, in increasing order, so each migration must
+// stand on its own migrations below it only, never on a higher one. Open runs them (see
 // Store.Migrate); a host that manages its schema with its own tool can run
 // Migration.SQL instead and open the Store with Config.SkipMigrations.
 func Migrations(d Dialect, prefix string) ([]Migration, error) {
@@ -61,7 +65,7 @@ func Migrations(d Dialect, prefix string) ([]Migration, error) {
 		// in their primary-key b-tree instead of a table plus an index.
 		changesKey, pairsTail = "revision INTEGER PRIMARY KEY", ") WITHOUT ROWID"
 	}
-	return []Migration{{
+	migs := []Migration{{
 		Version: 1,
 		Name:    "initial schema",
 		Statements: []string{
@@ -110,7 +114,8 @@ func Migrations(d Dialect, prefix string) ([]Migration, error) {
 )`,
 			`INSERT INTO ` + p + `migrations (version, name) VALUES (1, 'initial schema')`,
 		},
-	}, ledgerMigration(d, p)}, nil
+	}, ledgerMigration(d, p)}
+	return append(migs, quarantineMigration(d, p)), nil
 }
 
 // ledgerMigration (version 2) adds the ledger, the opaque cached state of
@@ -157,8 +162,8 @@ func ledgerMigration(d Dialect, p string) Migration {
 	revision BIGINT NOT NULL DEFAULT 0,
 	UNIQUE (channel, dedupe)
 )`,
-			`CREATE INDEX ` + indexName(p, "ledger_pair") + ` ON ` + p + `ledger (channel, contact, at, seq)`,
-			`CREATE INDEX ` + indexName(p, "ledger_time") + ` ON ` + p + `ledger (channel, at, seq)`,
+			createIndex(d, p, "ledger_pair", "ledger (channel, contact, at, seq)"),
+			createIndex(d, p, "ledger_time", "ledger (channel, at, seq)"),
 			`ALTER TABLE ` + p + `pairs ADD COLUMN state ` + blob,
 			`ALTER TABLE ` + p + `changes ADD COLUMN wake BIGINT`,
 			slot("temporary", "grant", "temporary_at", "temporary_expires_at", "0", "temporary_source", "''", "temporary_event_id"),
@@ -174,13 +179,18 @@ func ledgerMigration(d Dialect, p string) Migration {
 	}
 }
 
-// indexName names an index after the prefix, without its schema (an index
-// lives in its table's schema).
-func indexName(prefix, name string) string {
+// createIndex creates index name on a table of the prefix. A schema in the
+// prefix qualifies the index name on SQLite and the table on PostgreSQL,
+// each dialect's syntax.
+func createIndex(d Dialect, prefix, name, on string) string {
+	schema, bare := "", prefix
 	if i := strings.LastIndexByte(prefix, '.'); i >= 0 {
-		prefix = prefix[i+1:]
+		schema, bare = prefix[:i+1], prefix[i+1:]
 	}
-	return prefix + name
+	if d == SQLite {
+		return `CREATE INDEX ` + schema + bare + name + ` ON ` + bare + on
+	}
+	return `CREATE INDEX ` + bare + name + ` ON ` + prefix + on
 }
 
 func createMigrations(p string) string {
@@ -210,14 +220,17 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if _, err := q.ExecContext(ctx, createMigrations(s.prefix)); err != nil {
 			return fmt.Errorf("sqlstore: creating %smigrations: %w", s.prefix, err)
 		}
-		v, err := schemaVersion(ctx, q, s.prefix)
+		applied, err := appliedVersions(ctx, q, s.prefix)
 		if err != nil {
 			return err
 		}
-		if v > len(migs) {
-			return fmt.Errorf("sqlstore: schema version %d is newer than this package supports (%d)", v, len(migs))
+		if err := unknownVersions(applied, migs); err != nil {
+			return err
 		}
-		for _, m := range migs[v:] {
+		for _, m := range migs {
+			if applied[m.Version] {
+				continue
+			}
 			for _, stmt := range m.Statements {
 				if _, err := q.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("sqlstore: migration %d (%s): %w", m.Version, m.Name, err)
@@ -228,12 +241,40 @@ func (s *Store) Migrate(ctx context.Context) error {
 	})
 }
 
-func schemaVersion(ctx context.Context, q querier, prefix string) (int, error) {
-	var v sql.NullInt64
-	if err := q.QueryRowContext(ctx, "SELECT MAX(version) FROM "+prefix+"migrations").Scan(&v); err != nil {
-		return 0, fmt.Errorf("sqlstore: reading the schema version: %w", err)
+// appliedVersions reads the versions recorded in the migrations table.
+func appliedVersions(ctx context.Context, q querier, prefix string) (map[int]bool, error) {
+	rows, err := q.QueryContext(ctx, "SELECT version FROM "+prefix+"migrations")
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: reading the schema version: %w", err)
 	}
-	return int(v.Int64), nil
+	defer rows.Close()
+	applied := map[int]bool{}
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("sqlstore: reading the schema version: %w", err)
+		}
+		applied[int(v)] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: reading the schema version: %w", err)
+	}
+	return applied, nil
+}
+
+// unknownVersions refuses a database holding a migration this package does
+// not know: a newer schema.
+func unknownVersions(applied map[int]bool, migs []Migration) error {
+	known := map[int]bool{}
+	for _, m := range migs {
+		known[m.Version] = true
+	}
+	for v := range applied {
+		if !known[v] {
+			return fmt.Errorf("sqlstore: schema version %d is newer than this package supports (%d)", v, migs[len(migs)-1].Version)
+		}
+	}
+	return nil
 }
 
 // checkSchema verifies, for Config.SkipMigrations, that the host has run
@@ -243,12 +284,17 @@ func (s *Store) checkSchema(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := schemaVersion(ctx, s.db, s.prefix)
+	applied, err := appliedVersions(ctx, s.db, s.prefix)
 	if err != nil {
 		return err
 	}
-	if v != len(migs) {
-		return fmt.Errorf("sqlstore: schema version is %d, want %d: run the migrations (Migrations, Store.Migrate)", v, len(migs))
+	if err := unknownVersions(applied, migs); err != nil {
+		return err
+	}
+	for _, m := range migs {
+		if !applied[m.Version] {
+			return fmt.Errorf("sqlstore: migration %d (%s) has not run: run the migrations (Migrations, Store.Migrate)", m.Version, m.Name)
+		}
 	}
 	return nil
 }
