@@ -743,7 +743,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, channel string) {
 	if day >= s.cfg.RequestsPerDay || week >= s.cfg.RequestsPerWeek {
 		s.mu.Unlock()
 		s.writeError(w, http.StatusBadRequest, graphError{Code: 138009,
-			Message: "(#138009) Call permission request limit reached",
+			Message:   "(#138009) Call permission request limit reached",
 			ErrorData: &graphErrorDetail{"whatsapp", requestLimitDetails(day >= s.cfg.RequestsPerDay, s.cfg)}})
 		return
 	}
