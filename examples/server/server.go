@@ -124,11 +124,8 @@ func newServer(ctx context.Context, o serverOptions) (*server, error) {
 
 	bgctx, cancel := context.WithCancel(context.Background())
 	s.bgCancel = cancel
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		s.metrics.watch(bgctx)
-	}()
+	from := s.tracker.Revision() // count the changes from this server's start
+	s.bg.Go(func() { s.metrics.watch(bgctx, from) })
 	return s, nil
 }
 
