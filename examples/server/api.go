@@ -29,7 +29,9 @@ func (s *server) routes() {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /webhook", s.webhook)
 	mux.Handle("POST /webhook", s.webhook)
-	mux.Handle("GET /metrics", s.metrics.handler())
+	if !s.opts.MetricsOnOwnAddr {
+		mux.Handle("GET /metrics", s.auth(s.metrics.handler().ServeHTTP, false))
+	}
 
 	api := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.auth(h, false)) }
 	api("GET /api/channels", s.listChannels)

@@ -68,13 +68,25 @@ func TestAuth(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, e.get("/api/nope", &er))
 	var ok map[string]any
 	assert.Equal(t, http.StatusOK, e.get("/api/channels", &ok))
-	// The page, health and metrics need no token.
-	for _, p := range []string{"/", "/app.js", "/app.css", "/healthz", "/metrics"} {
+	// The page and health need no token.
+	for _, p := range []string{"/", "/app.js", "/app.css", "/healthz"} {
 		resp, err := e.http.Client().Get(e.http.URL + p)
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, http.StatusOK, resp.StatusCode, p)
 	}
+	// Metrics on the main address need the token (-metrics-addr serves
+	// them elsewhere without one).
+	resp, err := e.http.Client().Get(e.http.URL + "/metrics")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	req, _ := http.NewRequest(http.MethodGet, e.http.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err = e.http.Client().Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
 func TestChannels(t *testing.T) {
@@ -312,7 +324,9 @@ func TestMetrics(t *testing.T) {
 	resp.Body.Close()
 
 	scrape := func() string {
-		resp, err := e.http.Client().Get(e.http.URL + "/metrics")
+		req, _ := http.NewRequest(http.MethodGet, e.http.URL+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := e.http.Client().Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
