@@ -160,10 +160,20 @@ type sseStream struct {
 
 func (e *testEnv) openStream(channel string, header map[string]string, query string) *sseStream {
 	e.t.Helper()
+	return e.openStreamHeader("/api/channels/"+channel+"/events", header, query)
+}
+
+// openStreamPath opens the stream at path (GET /api/events: all channels).
+func (e *testEnv) openStreamPath(path, query string) *sseStream {
+	e.t.Helper()
+	return e.openStreamHeader(path, nil, query)
+}
+
+func (e *testEnv) openStreamHeader(path string, header map[string]string, query string) *sseStream {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		e.http.URL+"/api/channels/"+channel+"/events"+query, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.http.URL+path+query, nil)
 	require.NoError(e.t, err)
 	for k, v := range header {
 		req.Header.Set(k, v)

@@ -27,10 +27,16 @@ type eventJSON struct {
 // first, then subscribes after the listing's revision (?after=), and the
 // browser resumes with Last-Event-ID after a reconnect, so no change is
 // missed or repeated.
+//
+// Without a {channel} (GET /api/events) the stream carries every channel's
+// changes: the page follows all the counts of its sidebar with it.
 func (s *server) events(w http.ResponseWriter, r *http.Request) {
-	ch, ok := s.channelOr404(w, r)
-	if !ok {
-		return
+	ch := ""
+	if r.PathValue("channel") != "" {
+		var ok bool
+		if ch, ok = s.channelOr404(w, r); !ok {
+			return
+		}
 	}
 	after, err := resumeRevision(r)
 	if err != nil {
