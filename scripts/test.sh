@@ -57,10 +57,15 @@ if bad=$(go list -deps ./... | grep -E '^github.com/(jackc/pgx|chromedp|promethe
   echo "a library package imports:"; echo "$bad"; exit 1
 fi
 
+# The browser test's screenshots (go test -artifacts) land here.
+artifacts=${CALLREADY_ARTIFACTS:-/tmp/callready-artifacts}
+mkdir -p "$artifacts"
 for m in "${modules[@]}"; do
   [ -d "$m" ] || continue
   echo "== module $m: go vet, go test -race"
-  (cd "$m" && go vet ./... && go test -race -count=1 -timeout 20m ./...)
+  extra=()
+  [ "$m" = examples/server ] && extra=(-artifacts -outputdir "$artifacts")
+  (cd "$m" && go vet ./... && go test -race -count=1 -timeout 20m "${extra[@]}" ./...)
 done
 
 echo "== fuzzing, $FUZZTIME per target"
@@ -76,6 +81,7 @@ fi
 
 echo "== summary"
 echo "modules tested: ${modules[*]}"
+echo "browser test screenshots: $artifacts/_artifacts"
 if [ ${#skipped[@]} -eq 0 ]; then
   echo "nothing skipped"
 else

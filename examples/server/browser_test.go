@@ -291,7 +291,7 @@ func TestBrowser(t *testing.T) {
 	// Every size agents use: nothing overflows sideways; a screenshot each.
 	shot := func(name string) {
 		t.Helper()
-		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(90))
+		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(artifacts, name+".png"), png, 0o644))
 	}
