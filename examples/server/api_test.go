@@ -226,7 +226,7 @@ func TestMessages(t *testing.T) {
 	}
 	// Oldest first: the grant of a week ago, then the two texts.
 	assert.Equal(t, []string{
-		"event: Accepted the call permission request (temporary, until Jan 5 11:00 UTC)",
+		"event: Accepted the call permission request (temporary, until 2026-01-05T11:00:00Z)",
 		"in: Hi, can someone call me about order ON-12853?",
 		"in: Please call me after 5pm",
 	}, bodies)

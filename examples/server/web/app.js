@@ -78,22 +78,25 @@ function span(ms, seconds) {
   return `${sec} s`;
 }
 
-// rel is a time relative to now: "in 3 h 12 min", "2 days ago".
-function rel(t, seconds) {
-  const ms = Date.parse(t) - now();
+// rel is a time relative to now (or to base, the server's "now" of an
+// answer): "in 3 h 12 min", "2 days ago".
+function rel(t, seconds, base) {
+  const ms = Date.parse(t) - (base ? Date.parse(base) : now());
   if (Math.abs(ms) < 1000) return "now";
   return ms > 0 ? "in " + span(ms, seconds) : span(ms, seconds) + " ago";
 }
 
 // when is the one way a time is shown: absolute, in the agent's zone, with
 // the relative time beside it.
-function when(t) {
-  return `${abs(t)} (${rel(t)})`;
+function when(t, base) {
+  return `${abs(t)} (${rel(t, false, base)})`;
 }
 
-// readable rewrites the ISO timestamps of a server sentence.
-function readable(text) {
-  return String(text || "").replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)/g, (iso) => when(iso));
+// readable rewrites the ISO timestamps of a server sentence; absOnly
+// leaves out the relative time (chat history).
+function readable(text, absOnly) {
+  return String(text || "").replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)/g,
+    (iso) => (absOnly ? abs(iso) : when(iso)));
 }
 
 // ---- phone numbers, grouped for reading ----
@@ -642,17 +645,18 @@ const WHY_NOT = {
 };
 
 function whyNot(r) {
+  const when_ = (t) => when(t, r.now); // relative to the decision's instant
   switch (r.reason) {
     case "call_limit":
       return r.retry_at
-        ? `Call limit reached: the next call is possible ${when(r.retry_at)}.`
+        ? `Call limit reached: the next call is possible ${when_(r.retry_at)}.`
         : "Call limit reached, and no call slot frees up before the permission ends.";
     case "expired":
-      return "The permission just expired" + (r.ended_at ? ` ${when(r.ended_at)}` : "") + ": send a new call permission request.";
+      return "The permission just expired" + (r.ended_at ? ` ${when_(r.ended_at)}` : "") + ": send a new call permission request.";
     case "revoked":
-      if (r.status === "revoked_automatic") return "Meta revoked the permission after an unanswered streak" + (r.ended_at ? ` ${when(r.ended_at)}` : "") + ".";
-      if (r.status === "revoked_profile") return "The user switched calls off from the business profile" + (r.ended_at ? ` ${when(r.ended_at)}` : "") + ".";
-      return "The user declined calls" + (r.ended_at ? ` ${when(r.ended_at)}` : "") + ".";
+      if (r.status === "revoked_automatic") return "Meta revoked the permission after an unanswered streak" + (r.ended_at ? ` ${when_(r.ended_at)}` : "") + ".";
+      if (r.status === "revoked_profile") return "The user switched calls off from the business profile" + (r.ended_at ? ` ${when_(r.ended_at)}` : "") + ".";
+      return "The user declined calls" + (r.ended_at ? ` ${when_(r.ended_at)}` : "") + ".";
   }
   return (WHY_NOT[r.reason] || (() => "Not callable: " + r.reason.replaceAll("_", " ")))();
 }
@@ -756,7 +760,7 @@ function renderChat(contact, m) {
     const time = el("time", "time", clockFmt.format(new Date(msg.at)));
     time.dateTime = msg.at;
     time.title = abs(msg.at);
-    b.append(el("div", "text", msg.body), time);
+    b.append(el("div", "text", readable(msg.body, true)), time);
     box.append(b);
   }
   if (stick || box.dataset.contact !== contact) box.scrollTop = box.scrollHeight;
