@@ -3,7 +3,8 @@
 # library at the root, store/sql/pglisten, examples/server, bench): gofmt,
 # go vet, go test -race, against a throwaway PostgreSQL this script starts
 # (and stops) when the server binaries are installed, plus short fuzzing
-# and a benchmark smoke run. It ends with a summary of what it skipped and
+# (the webhook parser, the reference server's dial links) and a benchmark
+# smoke run. It ends with a summary of what it skipped and
 # why.
 #
 #   ./scripts/test.sh                # everything
@@ -71,6 +72,9 @@ done
 echo "== fuzzing, $FUZZTIME per target"
 for target in $(go test -list '^Fuzz' ./webhook/ 2>/dev/null | grep '^Fuzz' || true); do
   go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" ./webhook/
+done
+for target in $(cd examples/server && go test -list '^Fuzz' . 2>/dev/null | grep '^Fuzz' || true); do
+  (cd examples/server && go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" .)
 done
 
 if [ -d bench ]; then
