@@ -29,7 +29,9 @@ func (s *server) routes() {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /webhook", s.webhook)
 	mux.Handle("POST /webhook", s.webhook)
-	mux.Handle("GET /metrics", s.metrics.handler())
+	if !s.opts.MetricsOnOwnAddr {
+		mux.Handle("GET /metrics", s.auth(s.metrics.handler().ServeHTTP, false))
+	}
 
 	api := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.auth(h, false)) }
 	api("GET /api/channels", s.listChannels)
@@ -37,7 +39,9 @@ func (s *server) routes() {
 	api("GET /api/channels/{channel}/callable", s.listCallable)
 	api("GET /api/channels/{channel}/contacts/{contact}", s.explainContact)
 	api("GET /api/channels/{channel}/contacts/{contact}/messages", s.contactMessages)
+	api("POST /api/channels/{channel}/contacts/{contact}/call", s.callContact)
 	mux.Handle("GET /api/channels/{channel}/events", s.auth(s.events, true))
+	mux.Handle("GET /api/events", s.auth(s.events, true))
 	// Anything else under /api answers in JSON too, after the token check,
 	// so probing without a token learns nothing about the routes.
 	api("GET /api/", func(w http.ResponseWriter, r *http.Request) {
@@ -374,4 +378,62 @@ func (s *server) contactMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"contact": contact, "name": name, "messages": msgs})
+}
+
+// callJSON answers the Call action: whether the call may be placed at this
+// moment (CanCall decides, at the click) and, when it may, the link that
+// hands it to the host's dialer.
+type callJSON struct {
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason"` // allowed, call_limit, expired, revoked, no_permission, no_phone
+	// RetryAt: when the call becomes possible again (the call limit frees
+	// a slot), if knowable.
+	RetryAt *time.Time `json:"retry_at"`
+	// EndedAt: when the permission ended (reason expired or revoked).
+	EndedAt   *time.Time `json:"ended_at"`
+	Status    string     `json:"status"`
+	CallsLeft int        `json:"calls_left"`
+	// Warning words an unanswered streak close to Meta's revoke.
+	Warning string    `json:"warning,omitempty"`
+	DialURL string    `json:"dial_url,omitempty"`
+	Now     time.Time `json:"now"`
+}
+
+func (s *server) callContact(w http.ResponseWriter, r *http.Request) {
+	ch, ok := s.channelOr404(w, r)
+	if !ok {
+		return
+	}
+	contact := r.PathValue("contact")
+	now := s.clock.Now()
+	d, err := s.tracker.CanCall(r.Context(), ch, contact, now)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	out := callJSON{
+		Allowed: d.Allowed, Reason: string(d.Reason), RetryAt: timeOrNil(d.RetryAt),
+		CallsLeft: d.Limits.CallsLeft, Warning: d.Limits.Warning, Now: now.UTC(),
+	}
+	if !d.Allowed {
+		x, err := s.tracker.Explain(r.Context(), ch, contact, now)
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		out.Status = string(x.Status)
+		if !x.Callable {
+			out.EndedAt = timeOrNil(x.Since)
+		}
+	}
+	if d.Allowed {
+		if strings.Contains(s.opts.DialURL, "{phone}") && !isDigits(contact) {
+			// A BSUID without a phone number: Meta's API can call it, a
+			// phone dialer cannot.
+			out.Allowed, out.Reason = false, "no_phone"
+		} else {
+			out.DialURL = dialURL(s.opts.DialURL, ch, contact)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -68,13 +70,25 @@ func TestAuth(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, e.get("/api/nope", &er))
 	var ok map[string]any
 	assert.Equal(t, http.StatusOK, e.get("/api/channels", &ok))
-	// The page, health and metrics need no token.
-	for _, p := range []string{"/", "/app.js", "/app.css", "/healthz", "/metrics"} {
+	// The page and health need no token.
+	for _, p := range []string{"/", "/app.js", "/app.css", "/healthz"} {
 		resp, err := e.http.Client().Get(e.http.URL + p)
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, http.StatusOK, resp.StatusCode, p)
 	}
+	// Metrics on the main address need the token (-metrics-addr serves
+	// them elsewhere without one).
+	resp, err := e.http.Client().Get(e.http.URL + "/metrics")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	req, _ := http.NewRequest(http.MethodGet, e.http.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err = e.http.Client().Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
 func TestChannels(t *testing.T) {
@@ -212,7 +226,7 @@ func TestMessages(t *testing.T) {
 	}
 	// Oldest first: the grant of a week ago, then the two texts.
 	assert.Equal(t, []string{
-		"event: Accepted the call permission request (temporary, until Jan 5 11:00 UTC)",
+		"event: Accepted the call permission request (temporary, until 2026-01-05T11:00:00Z)",
 		"in: Hi, can someone call me about order ON-12853?",
 		"in: Please call me after 5pm",
 	}, bodies)
@@ -312,7 +326,9 @@ func TestMetrics(t *testing.T) {
 	resp.Body.Close()
 
 	scrape := func() string {
-		resp, err := e.http.Client().Get(e.http.URL + "/metrics")
+		req, _ := http.NewRequest(http.MethodGet, e.http.URL+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := e.http.Client().Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
@@ -439,4 +455,84 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // serve posts a signed body straight to a server, without a listener.
 func serve(s *server, body []byte) *http.Response {
 	return webhooktest.Serve(s, testSecret, body)
+}
+
+// post calls a POST endpoint of the API with the test token.
+func (e *testEnv) postAPI(path string, out any) int {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.http.URL+path, nil)
+	require.NoError(e.t, err)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := e.http.Client().Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	require.NoError(e.t, json.NewDecoder(resp.Body).Decode(out))
+	return resp.StatusCode
+}
+
+// fillCallCap records connected business calls until the contact's call
+// budget of the window is spent.
+func (e *testEnv) fillCallCap(ch, contact string, at time.Time) {
+	e.t.Helper()
+	var evs []permission.Event
+	for i := range 100 {
+		evs = append(evs, permission.Event{Type: permission.EventBusinessCall, Channel: ch, Contact: contact,
+			ID: fmt.Sprintf("wacid.cap.%s.%d", contact, i), At: at.Add(time.Duration(i) * time.Second), Connected: true})
+	}
+	_, err := e.s.tracker.Record(context.Background(), evs...)
+	require.NoError(e.t, err)
+}
+
+func TestCallAction(t *testing.T) {
+	e := newTestEnv(t, t0)
+	seed(e)
+	call := func(contact string) (callJSON, int) {
+		var c callJSON
+		code := e.postAPI("/api/channels/"+chA.id+"/contacts/"+contact+"/call", &c)
+		return c, code
+	}
+	c, code := call("16505551234")
+	require.Equal(t, http.StatusOK, code)
+	assert.True(t, c.Allowed)
+	assert.Equal(t, "allowed", c.Reason)
+	assert.Equal(t, "tel:+16505551234", c.DialURL, "the default dialer is a tel: link")
+
+	c, _ = call("351912345678") // rejected
+	assert.False(t, c.Allowed)
+	assert.Equal(t, "revoked", c.Reason)
+	assert.Equal(t, "rejected", c.Status)
+	assert.Empty(t, c.DialURL)
+	require.NotNil(t, c.EndedAt)
+	assert.Equal(t, t0.Add(-19*time.Hour), *c.EndedAt)
+
+	// The call cap: refused until a slot frees up, 24 h after the first call.
+	e.fillCallCap(chA.id, "2348031234567", t0.Add(-time.Hour))
+	c, _ = call("2348031234567")
+	assert.False(t, c.Allowed)
+	assert.Equal(t, "call_limit", c.Reason)
+	require.NotNil(t, c.RetryAt)
+	assert.Equal(t, t0.Add(23*time.Hour), *c.RetryAt)
+
+	// Sheena's grant runs out: the call decided at the click says so.
+	e.clock.Add(2 * time.Hour)
+	c, _ = call("16505551234")
+	assert.False(t, c.Allowed)
+	assert.Equal(t, "expired", c.Reason)
+	require.NotNil(t, c.EndedAt)
+	assert.Equal(t, t0.Add(2*time.Hour), *c.EndedAt)
+
+	var er errResp
+	assert.Equal(t, http.StatusNotFound, e.postAPI("/api/channels/nope/contacts/1/call", &er))
+}
+
+// TestAllChannelsStream: /api/events carries every channel's changes.
+func TestAllChannelsStream(t *testing.T) {
+	e := newTestEnv(t, t0)
+	seed(e)
+	st := e.openStreamPath("/api/events", fmt.Sprintf("?after=%d&token=%s", e.s.tracker.Revision(), testToken))
+	e.grant(chA, "Zed", "15550001111", "wamid.z1", t0, t0.Add(time.Hour))
+	e.grant(chB, "Yan", "15550002222", "wamid.y1", t0, t0.Add(time.Hour))
+	a, b := st.next(t), st.next(t)
+	assert.Equal(t, []string{chA.id, chB.id}, []string{a.Data.Channel, b.Data.Channel})
+	assert.Equal(t, "granted", b.Event)
 }

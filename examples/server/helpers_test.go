@@ -53,16 +53,26 @@ func newTestEnvOn(t *testing.T, path string) *testEnv {
 
 func newTestEnvAt(t *testing.T, path string, start time.Time) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, path, start, nil)
+}
+
+// newTestEnvWith lets a test adjust the server's options (the dialer).
+func newTestEnvWith(t *testing.T, path string, start time.Time, adjust func(*serverOptions)) *testEnv {
+	t.Helper()
 	ctx := context.Background()
 	db, postgres, err := openDB(ctx, path)
 	require.NoError(t, err)
 	clk := clock.NewMock()
 	clk.Set(start) // the mock starts at 1970: set it before anything reads it
-	s, err := newServer(ctx, serverOptions{
+	o := serverOptions{
 		DB: db, Postgres: postgres, Clock: clk,
 		AppSecret: testSecret, VerifyToken: testVerify, APIToken: testToken,
 		Heartbeat: 200 * time.Millisecond,
-	})
+	}
+	if adjust != nil {
+		adjust(&o)
+	}
+	s, err := newServer(ctx, o)
 	require.NoError(t, err)
 	hs := httptest.NewUnstartedServer(s)
 	hs.Config.RegisterOnShutdown(s.stop)
@@ -160,10 +170,20 @@ type sseStream struct {
 
 func (e *testEnv) openStream(channel string, header map[string]string, query string) *sseStream {
 	e.t.Helper()
+	return e.openStreamHeader("/api/channels/"+channel+"/events", header, query)
+}
+
+// openStreamPath opens the stream at path (GET /api/events: all channels).
+func (e *testEnv) openStreamPath(path, query string) *sseStream {
+	e.t.Helper()
+	return e.openStreamHeader(path, nil, query)
+}
+
+func (e *testEnv) openStreamHeader(path string, header map[string]string, query string) *sseStream {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		e.http.URL+"/api/channels/"+channel+"/events"+query, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.http.URL+path+query, nil)
 	require.NoError(e.t, err)
 	for k, v := range header {
 		req.Header.Set(k, v)

@@ -25,7 +25,12 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr)
+	var help helpError
+	switch {
+	case errors.As(err, &help):
+		fmt.Println(help.usage) // asked for: stdout, exit 0
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "callready: "+err.Error())
 		os.Exit(1)
 	}
@@ -42,6 +47,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	cfg, err := parseConfig(args, getenv)
 	if err != nil {
 		return err
+	}
+	if cfg.SendTestWebhook {
+		return sendTestWebhook(ctx, cfg, stderr)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -60,6 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	srv, err := newServer(ctx, serverOptions{
 		DB: db, Postgres: postgres, DSN: cfg.DB, Logger: log, WebhookLogger: webhookLog,
 		AppSecret: cfg.AppSecret, VerifyToken: cfg.VerifyToken, APIToken: cfg.APIToken,
+		DialURL: cfg.DialURL, MetricsOnOwnAddr: cfg.MetricsAddr != "",
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start on %s: %v", describeDB(cfg.DB), err)
@@ -76,12 +85,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	hs.RegisterOnShutdown(srv.stop) // ends SSE streams so Shutdown can finish
+	var ms *http.Server
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("cannot listen on -metrics-addr %s: %v", cfg.MetricsAddr, err)
+		}
+		ms = &http.Server{Handler: srv.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = ms.Serve(mln) }()
+		fmt.Fprintf(stderr, "callready: metrics on http://%s/metrics (no token)\n", mln.Addr())
+		defer ms.Close()
+	}
 	srv.start()
 
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(stderr, "callready: serving %s on %s\n", describeDB(cfg.DB), base)
-	if cfg.GeneratedAPIToken {
-		fmt.Fprintf(stderr, "callready: API token (generated; set CALLREADY_API_TOKEN to keep one): %s\n", cfg.APIToken)
+	switch {
+	case cfg.GeneratedAPIToken:
+		fmt.Fprintf(stderr, "callready: API token (generated for this run; keep one with -token-file or CALLREADY_API_TOKEN): %s\n", cfg.APIToken)
+	case cfg.TokenFile != "" && getenv("CALLREADY_API_TOKEN") == "":
+		fmt.Fprintf(stderr, "callready: API token kept in %s: %s\n", cfg.TokenFile, cfg.APIToken)
+	}
+	if cfg.DemoDB {
+		fmt.Fprintf(stderr, "callready: demo data goes to its own file %s (not %s); -db chooses another\n", defaultDemoDB, defaultDB)
 	}
 	if cfg.GeneratedAppSecret {
 		fmt.Fprintf(stderr, "callready: CALLREADY_APP_SECRET unset: webhooks must be signed with this generated secret: %s\n", cfg.AppSecret)

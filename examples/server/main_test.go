@@ -5,8 +5,10 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,4 +151,73 @@ func TestRunAndShutdown(t *testing.T) {
 	var list callableResp
 	require.Equal(t, http.StatusOK, e.get("/api/channels/"+chA.id+"/callable", &list))
 	assert.Equal(t, []string{"16505551234"}, contactsOf(list))
+}
+
+func TestConfigDemoTokenMetricsDial(t *testing.T) {
+	_, err := parseConfig([]string{"-h"}, envOf(nil))
+	var help helpError
+	require.ErrorAs(t, err, &help, "-h is not an error: main prints the usage and exits 0")
+	assert.Contains(t, help.usage, "-token-file")
+
+	c, err := parseConfig([]string{"-demo"}, envOf(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "callready-demo.db", c.DB, "the demo keeps its data out of callready.db")
+	assert.True(t, c.DemoDB)
+	c, err = parseConfig([]string{"-demo", "-db", "mine.db"}, envOf(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "mine.db", c.DB)
+	assert.False(t, c.DemoDB)
+	c, err = parseConfig([]string{"-demo"}, envOf(map[string]string{"CALLREADY_DB": "env.db"}))
+	require.NoError(t, err)
+	assert.Equal(t, "env.db", c.DB)
+
+	// The token file is created once, then read: a restart keeps the token.
+	path := filepath.Join(t.TempDir(), "token")
+	c1, err := parseConfig([]string{"-token-file", path}, envOf(nil))
+	require.NoError(t, err)
+	assert.False(t, c1.GeneratedAPIToken)
+	c2, err := parseConfig(nil, envOf(map[string]string{"CALLREADY_API_TOKEN_FILE": path}))
+	require.NoError(t, err)
+	assert.Equal(t, c1.APIToken, c2.APIToken)
+	assert.Len(t, c2.APIToken, 32)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	require.NoError(t, os.WriteFile(path, []byte("short\n"), 0o600))
+	_, err = parseConfig([]string{"-token-file", path}, envOf(nil))
+	assert.ErrorContains(t, err, "bad -token-file")
+
+	c, err = parseConfig([]string{"-metrics-addr", "127.0.0.1:9090", "-dial-url", "https://phone.example/dial?to=%2B{phone}"}, envOf(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:9090", c.MetricsAddr)
+	assert.Equal(t, "https://phone.example/dial?to=%2B34612345678", dialURL(c.DialURL, "1065", "34612345678"))
+	assert.Equal(t, "tel:+34612345678", dialURL(defaultDial, "1065", "34612345678"))
+	for _, bad := range [][]string{
+		{"-metrics-addr", "9090"},
+		{"-dial-url", "tel:+123"},
+		{"-dial-url", "javascript:alert({phone})"},
+	} {
+		_, err := parseConfig(bad, envOf(nil))
+		assert.Error(t, err, bad)
+	}
+}
+
+// TestSendTestWebhook posts the fixture to a running server: the contact
+// becomes callable, with fresh timestamps (a second send is accepted too).
+func TestSendTestWebhook(t *testing.T) {
+	e := newTestEnv(t, time.Now())
+	addr := strings.TrimPrefix(e.http.URL, "http://")
+	var out bytes.Buffer
+	env := envOf(map[string]string{"CALLREADY_APP_SECRET": testSecret})
+	require.NoError(t, run(context.Background(), []string{"-send-test-webhook", "-addr", addr}, env, &out))
+	assert.Contains(t, out.String(), "accepted the test webhook")
+	require.NoError(t, run(context.Background(), []string{"-send-test-webhook", "-addr", addr}, env, &out))
+	var list callableResp
+	require.Equal(t, http.StatusOK, e.get("/api/channels/106540352242922/callable", &list))
+	assert.Equal(t, []string{"16505551234"}, contactsOf(list))
+
+	err := run(context.Background(), []string{"-send-test-webhook", "-addr", addr}, envOf(map[string]string{"CALLREADY_APP_SECRET": "wrong"}), &out)
+	assert.ErrorContains(t, err, "403")
+	err = run(context.Background(), []string{"-send-test-webhook", "-addr", addr}, envOf(nil), &out)
+	assert.ErrorContains(t, err, "CALLREADY_APP_SECRET")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,8 @@ type metrics struct {
 	// webhookStats reads the webhook handler's counters; set once the
 	// handler exists.
 	webhookStats func() webhook.Stats
+	// resyncs counts the times watch found its revision compacted away.
+	resyncs atomic.Int64
 
 	callableDesc, webhooksDesc, eventsDesc *prometheus.Desc
 }
@@ -38,7 +41,7 @@ func newMetrics(s *server) *metrics {
 		}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callready_permission_changes_total",
-			Help: "Changes to the callable lists since start, by type (granted, extended, revoked, expired).",
+			Help: "Changes to the callable lists since start, by type (granted, extended, updated, revoked, expired).",
 		}, []string{"type"}),
 		callableDesc: prometheus.NewDesc("callready_callable_contacts",
 			"Contacts callable right now, per channel.", []string{"channel"}, nil),
@@ -47,7 +50,7 @@ func newMetrics(s *server) *metrics {
 		eventsDesc: prometheus.NewDesc("callready_webhook_events_recorded_total",
 			"Permission events recorded from webhooks since start.", nil, nil),
 	}
-	for _, t := range []permission.ChangeType{permission.Granted, permission.Extended, permission.Revoked, permission.Expired} {
+	for _, t := range []permission.ChangeType{permission.Granted, permission.Extended, changeUpdated, permission.Revoked, permission.Expired} {
 		m.changes.WithLabelValues(string(t)) // export zeros before the first change
 	}
 	m.reg.MustRegister(m.subscribers, m.changes, m,
@@ -88,36 +91,44 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.eventsDesc, prometheus.CounterValue, float64(st.Recorded))
 }
 
-// watch counts the tracker's changes (expiries among them) until ctx ends
-// or the tracker closes. A lagging watcher resumes from its last revision.
-func (m *metrics) watch(ctx context.Context) {
-	var after int64
+// watch counts the tracker's changes (expiries among them) after revision
+// after until ctx ends or the tracker closes. A lagging watcher resumes
+// from its last revision. When the change log no longer holds that
+// revision (ErrResync: it was compacted), the changes in between are gone
+// for good: the watcher resumes from the tracker's current revision, so it
+// never resubscribes in a loop, and counts from there.
+func (m *metrics) watch(ctx context.Context, after int64) {
 	for {
 		sub, err := m.s.tracker.Subscribe(permission.SubscribeOptions{After: after})
 		if err != nil {
 			return // closed
 		}
-		for {
-			c, err := sub.Next(ctx)
-			if err == nil {
-				m.changes.WithLabelValues(string(c.Type)).Inc()
-				after = c.Revision
-				continue
-			}
-			sub.Close()
-			switch {
-			case ctx.Err() != nil, errors.Is(err, permission.ErrClosed):
+		err = m.count(ctx, sub, &after)
+		sub.Close()
+		switch {
+		case ctx.Err() != nil, errors.Is(err, permission.ErrClosed):
+			return
+		case errors.Is(err, permission.ErrResync):
+			m.resyncs.Add(1)
+			after = max(after, m.s.tracker.Revision())
+		default: // lagged, or a store error replaying: retry shortly
+			select {
+			case <-ctx.Done():
 				return
-			case errors.Is(err, permission.ErrResync):
-				after = 0 // the log moved on: count from now
-			default: // lagged, or a store error replaying: retry shortly
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Second):
-				}
+			case <-time.After(time.Second):
 			}
-			break
 		}
+	}
+}
+
+// count reads sub until it fails, moving *after along.
+func (m *metrics) count(ctx context.Context, sub *permission.Subscription, after *int64) error {
+	for {
+		c, err := sub.Next(ctx)
+		if err != nil {
+			return err
+		}
+		m.changes.WithLabelValues(string(c.Type)).Inc()
+		*after = c.Revision
 	}
 }

@@ -36,6 +36,12 @@ type serverOptions struct {
 	// WebhookLogger receives the webhook handler's per-delivery records.
 	// Default Logger.
 	WebhookLogger *slog.Logger
+	// DialURL is the Call action's link template (see config.DialURL).
+	// Default "tel:+{phone}".
+	DialURL string
+	// MetricsOnOwnAddr: /metrics is served elsewhere (main's
+	// -metrics-addr), not on this handler. Otherwise it needs the API token.
+	MetricsOnOwnAddr bool
 	// Heartbeat is the interval of SSE comments that keep idle streams
 	// (and proxies) alive. Default 15 s.
 	Heartbeat time.Duration
@@ -81,6 +87,9 @@ func newServer(ctx context.Context, o serverOptions) (*server, error) {
 	}
 	if o.WebhookLogger == nil {
 		o.WebhookLogger = o.Logger
+	}
+	if o.DialURL == "" {
+		o.DialURL = defaultDial
 	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 15 * time.Second
@@ -128,11 +137,8 @@ func newServer(ctx context.Context, o serverOptions) (*server, error) {
 
 	bgctx, cancel := context.WithCancel(context.Background())
 	s.bgCancel = cancel
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		s.metrics.watch(bgctx)
-	}()
+	from := s.tracker.Revision() // count the changes from this server's start
+	s.bg.Go(func() { s.metrics.watch(bgctx, from) })
 	return s, nil
 }
 

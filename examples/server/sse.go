@@ -27,10 +27,16 @@ type eventJSON struct {
 // first, then subscribes after the listing's revision (?after=), and the
 // browser resumes with Last-Event-ID after a reconnect, so no change is
 // missed or repeated.
+//
+// Without a {channel} (GET /api/events) the stream carries every channel's
+// changes: the page follows all the counts of its sidebar with it.
 func (s *server) events(w http.ResponseWriter, r *http.Request) {
-	ch, ok := s.channelOr404(w, r)
-	if !ok {
-		return
+	ch := ""
+	if r.PathValue("channel") != "" {
+		var ok bool
+		if ch, ok = s.channelOr404(w, r); !ok {
+			return
+		}
 	}
 	after, err := resumeRevision(r)
 	if err != nil {
@@ -141,3 +147,9 @@ func (s *server) writeChange(ctx context.Context, w io.Writer, c permission.Chan
 	_, err = fmt.Fprintf(w, "event: %s\nid: %d\ndata: %s\n\n", c.Type, c.Revision, data)
 	return err
 }
+
+// changeUpdated is the change type the tracker is gaining for "still
+// callable, only the call budget changed" (calls left, streak, warning).
+// The stream passes it on like any other; the page replaces the row, as for
+// extended.
+const changeUpdated permission.ChangeType = "updated"

@@ -116,7 +116,7 @@ func describeEvent(e permission.Event) (string, bool) {
 		if exp.IsZero() {
 			return how + " (temporary)", true
 		}
-		return how + " (temporary, until " + exp.UTC().Format("Jan 2 15:04 MST") + ")", true
+		return how + " (temporary, until " + exp.UTC().Format(time.RFC3339) + ")", true // the page shows it in the agent's zone
 	case permission.EventRevoke:
 		switch e.Reason {
 		case permission.RevokeProfile:

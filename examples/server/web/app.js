@@ -1,26 +1,35 @@
-// callready inbox: lists the contacts callable on a channel, keeps the list
-// live with Server-Sent Events, and shows a contact's chat and permission.
-// Plain JS, no build step.
+// callready inbox: lists the contacts callable on every business number,
+// keeps the lists live with one Server-Sent Events stream, and shows a
+// contact's chat and permission. Plain JS, no build step.
+//
+// The page holds every channel's callable entries and derives everything
+// shown (rows, the sidebar's counts, countdowns) from them and the server's
+// clock, so nothing is stale: a row and its count go the second the
+// permission runs out; the server's "expired" event confirms it.
 "use strict";
 
 const TOKEN_KEY = "callready.token";
-const DAY = 24 * 3600 * 1000;
+const MIN = 60 * 1000, HOUR = 60 * MIN, DAY = 24 * HOUR;
 const SOURCES = {
   request: "Accepted request",
   callback: "Call-back",
   inbound_call: "Called in",
   profile: "Profile opt-in",
 };
+// Filters and their URL parameters (bookmarkable, shareable views).
+const FILTERS = { q: "q", source: "f-source", within: "f-within", calls: "f-calls", sort: "sort" };
+const WITHIN = { "2h": 2 * HOUR, "24h": DAY, "72h": 3 * DAY };
 
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
-  channels: [],
+  channels: [], // [{channel, display_phone_number}]
+  byChannel: new Map(), // channel → Map(contact → entry)
   channel: null,
-  entries: new Map(), // contact → entry
+  selected: null,
   offset: 0, // server clock minus browser clock, ms
   es: null,
-  selected: null,
   loadSeq: 0,
+  filters: { q: "", source: "", within: "", calls: "", sort: "expiring" },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -34,8 +43,8 @@ function el(tag, cls, text) {
 
 class AuthError extends Error {}
 
-async function api(path) {
-  const res = await fetch(path, { headers: { Authorization: "Bearer " + state.token } });
+async function api(path, method) {
+  const res = await fetch(path, { method: method || "GET", headers: { Authorization: "Bearer " + state.token } });
   if (res.status === 401) throw new AuthError("wrong token");
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.error || res.statusText);
@@ -46,23 +55,111 @@ function now() {
   return Date.now() + state.offset;
 }
 
+// ---- time a person reads: one format, the agent's zone, shown ----
+
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+const absFmt = new Intl.DateTimeFormat(undefined, {
+  weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "short",
+});
+const clockFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short" });
+
+function abs(t) {
+  return absFmt.format(new Date(t));
+}
+
+// span words a duration: "3 h 12 min", "2 days 4 h", "12 min 5 s".
+function span(ms, seconds) {
+  const s = Math.floor(Math.abs(ms) / 1000);
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  if (d > 0) return d + (d === 1 ? " day" : " days") + (h ? ` ${h} h` : "");
+  if (h > 0) return `${h} h` + (m ? ` ${m} min` : "");
+  if (m > 0) return `${m} min` + (seconds && sec ? ` ${sec} s` : "");
+  return `${sec} s`;
+}
+
+// rel is a time relative to now (or to base, the server's "now" of an
+// answer): "in 3 h 12 min", "2 days ago".
+function rel(t, seconds, base) {
+  const ms = Date.parse(t) - (base ? Date.parse(base) : now());
+  if (Math.abs(ms) < 1000) return "now";
+  return ms > 0 ? "in " + span(ms, seconds) : span(ms, seconds) + " ago";
+}
+
+// when is the one way a time is shown: absolute, in the agent's zone, with
+// the relative time beside it.
+function when(t, base) {
+  return `${abs(t)} (${rel(t, false, base)})`;
+}
+
+// readable rewrites the ISO timestamps of a server sentence; absOnly
+// leaves out the relative time (chat history).
+function readable(text, absOnly) {
+  return String(text || "").replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)/g,
+    (iso) => (absOnly ? abs(iso) : when(iso)));
+}
+
+// ---- phone numbers, grouped for reading ----
+
+// Calling codes of one or two digits; anything else takes three.
+const CC1 = ["1", "7"];
+const CC2 = ["20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48", "49",
+  "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66", "81", "82", "84", "86",
+  "90", "91", "92", "93", "94", "95", "98"];
+// Grouping of the national number for some countries; others in threes.
+const GROUPS = { "1": [3, 3, 4], "34": [3, 2, 2, 2], "33": [1, 2, 2, 2, 2], "44": [4, 6], "49": [3, 8], "351": [3, 3, 3], "55": [2, 5, 4], "91": [5, 5], "234": [3, 3, 4] };
+
+function isPhone(contact) {
+  return /^\d{6,15}$/.test(contact);
+}
+
 function phone(contact) {
-  return /^\d+$/.test(contact) ? "+" + contact : contact;
+  if (!isPhone(contact)) return contact; // a BSUID
+  const cc = CC1.includes(contact[0]) ? contact.slice(0, 1) : CC2.includes(contact.slice(0, 2)) ? contact.slice(0, 2) : contact.slice(0, 3);
+  let rest = contact.slice(cc.length);
+  const parts = [];
+  for (const n of GROUPS[cc] || []) {
+    if (!rest) break;
+    parts.push(rest.slice(0, n));
+    rest = rest.slice(n);
+  }
+  while (rest.length > 4) {
+    parts.push(rest.slice(0, 3));
+    rest = rest.slice(3);
+  }
+  if (rest) parts.push(rest);
+  return "+" + cc + " " + parts.join(" ");
 }
 
-function countdown(ms) {
-  if (ms <= 0) return "expired";
-  const s = Math.floor(ms / 1000);
-  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
-  const m = Math.floor((s % 3600) / 60), sec = s % 60;
-  if (d > 0) return `${d}d ${h}h`;
-  if (h > 0) return `${h}h ${String(m).padStart(2, "0")}m`;
-  return `${m}m ${String(sec).padStart(2, "0")}s`;
+function e164(contact) {
+  return isPhone(contact) ? "+" + contact : contact;
 }
 
-function fmtTime(iso) {
-  if (!iso) return "";
-  return new Date(iso).toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+// ---- notices ----
+
+let noticeTimer = null;
+function notice(text, kind) {
+  const n = $("notice");
+  n.textContent = text;
+  n.className = "notice " + (kind || "");
+  n.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => (n.hidden = true), 9000);
+}
+
+async function copyNumber(contact) {
+  const text = e164(contact);
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    const t = el("textarea");
+    t.value = text;
+    document.body.append(t);
+    t.select();
+    document.execCommand("copy");
+    t.remove();
+  }
+  notice(`Copied ${text}`, "ok");
 }
 
 // ---- login ----
@@ -106,25 +203,128 @@ function failed(e) {
   return false;
 }
 
+// ---- the URL: channel, contact and filters ----
+
+function readURL() {
+  const p = new URLSearchParams(location.search);
+  for (const k of Object.keys(FILTERS)) state.filters[k] = p.get(k) || (k === "sort" ? "expiring" : "");
+  if (!["expiring", "recent"].includes(state.filters.sort)) state.filters.sort = "expiring";
+  for (const [k, id] of Object.entries(FILTERS)) {
+    const input = $(id);
+    input.value = state.filters[k];
+    if (input.value !== state.filters[k]) state.filters[k] = input.value; // unknown option: ignored
+  }
+  return { channel: p.get("channel"), contact: p.get("contact") };
+}
+
+function writeURL() {
+  const p = new URLSearchParams();
+  if (state.channel) p.set("channel", state.channel);
+  for (const k of Object.keys(FILTERS)) {
+    const v = state.filters[k];
+    if (v && !(k === "sort" && v === "expiring")) p.set(k, v);
+  }
+  if (state.selected) p.set("contact", state.selected);
+  const qs = p.toString();
+  history.replaceState(null, "", qs ? "?" + qs : location.pathname);
+}
+
+for (const [k, id] of Object.entries(FILTERS)) {
+  $(id).addEventListener("input", () => {
+    state.filters[k] = $(id).value;
+    writeURL();
+    renderRows();
+  });
+}
+$("filters").addEventListener("submit", (ev) => ev.preventDefault());
+$("clear-filters").addEventListener("click", () => {
+  for (const [k, id] of Object.entries(FILTERS)) {
+    state.filters[k] = k === "sort" ? "expiring" : "";
+    $(id).value = state.filters[k];
+  }
+  writeURL();
+  renderRows();
+});
+
+// ---- start: every channel's list, then one stream ----
+
 async function start() {
   $("login").hidden = true;
   $("app").hidden = false;
-  await loadChannels();
-  if (!state.channel && state.channels.length) selectChannel(state.channels[0].channel);
+  $("zone").textContent = "Times in " + ZONE;
+  const want = readURL();
+  await loadAll(want);
 }
 
-// ---- channels ----
-
-async function loadChannels() {
+async function loadAll(want) {
+  const seq = ++state.loadSeq;
+  closeStream();
+  let revision = null;
+  const byChannel = new Map();
   try {
     const body = await api("/api/channels");
-    state.channels = body.channels;
+    const channels = body.channels;
+    for (const c of channels) {
+      const entries = new Map();
+      let cursor = "";
+      do {
+        const q = new URLSearchParams({ limit: "1000", order: "expiring" });
+        if (cursor) q.set("cursor", cursor);
+        const page = await api(`/api/channels/${encodeURIComponent(c.channel)}/callable?${q}`);
+        if (seq !== state.loadSeq) return;
+        if (revision === null) {
+          // Subscribing after the first page's revision replays whatever
+          // changed while the other pages and channels loaded: applying a
+          // change twice is harmless.
+          revision = page.revision;
+          state.offset = Date.parse(page.now) - Date.now();
+        }
+        for (const e of page.contacts) entries.set(e.contact, e);
+        cursor = page.next_cursor;
+      } while (cursor);
+      byChannel.set(c.channel, entries);
+    }
+    state.channels = channels;
   } catch (e) {
-    failed(e);
+    if (!failed(e)) {
+      setLive("error", "list failed, retrying…");
+      setTimeout(() => seq === state.loadSeq && loadAll(), 3000);
+    }
     return;
   }
+  if (seq !== state.loadSeq) return;
+  state.byChannel = byChannel;
+  const known = (ch) => state.channels.some((c) => c.channel === ch);
+  let channel = want && want.channel && known(want.channel) ? want.channel : state.channel;
+  if (!channel || !known(channel)) channel = state.channels.length ? state.channels[0].channel : null;
+  state.channel = channel;
   renderChannels();
-  if (!state.channel && state.channels.length) selectChannel(state.channels[0].channel);
+  renderRows();
+  if (want && want.contact && channel) selectContact(want.contact, false);
+  else if (state.selected) loadContact(state.selected);
+  openStream(revision === null ? null : revision, seq);
+}
+
+// ---- channels and their live counts ----
+
+function entriesOf(channel) {
+  return state.byChannel.get(channel) || new Map();
+}
+
+function counts(channel) {
+  const t = now();
+  let callable = 0, soon = 0;
+  for (const e of entriesOf(channel).values()) {
+    const left = e.expires_at ? Date.parse(e.expires_at) - t : Infinity;
+    if (left <= 0) continue;
+    callable++;
+    if (left <= DAY) soon++;
+  }
+  return { callable, soon };
+}
+
+function channelName(c) {
+  return c.display_phone_number ? phone(c.display_phone_number) : c.channel;
 }
 
 function renderChannels() {
@@ -132,70 +332,88 @@ function renderChannels() {
   ul.replaceChildren();
   $("no-channels").hidden = state.channels.length > 0;
   for (const c of state.channels) {
-    const li = el("li", "channel" + (c.channel === state.channel ? " active" : ""));
-    li.dataset.channel = c.channel;
-    const name = el("div", "channel-name", c.display_phone_number ? "+" + c.display_phone_number : c.channel);
-    const id = el("div", "channel-id", "ID " + c.channel);
-    const count = c.channel === state.channel ? state.entries.size : c.callable;
-    const badge = el("span", "badge", String(count));
-    badge.title = "callable now";
-    li.append(badge, name, id);
-    if (c.expiring_24h > 0) li.append(el("div", "channel-soon", `${c.expiring_24h} expiring within 24 h`));
-    li.addEventListener("click", () => selectChannel(c.channel));
+    const li = el("li");
+    const b = el("button", "channel" + (c.channel === state.channel ? " active" : ""));
+    b.type = "button";
+    b.dataset.channel = c.channel;
+    if (c.channel === state.channel) b.setAttribute("aria-current", "true");
+    b.append(el("span", "channel-name", channelName(c)), el("span", "channel-id", "ID " + c.channel),
+      el("span", "badge"), el("span", "sr-only", " callable now"), el("span", "channel-soon"));
+    b.addEventListener("click", () => selectChannel(c.channel));
+    li.append(b);
     ul.append(li);
   }
+  renderCounts();
   const cur = state.channels.find((c) => c.channel === state.channel);
-  $("channel-title").textContent = cur ? (cur.display_phone_number ? "+" + cur.display_phone_number : cur.channel) : "";
+  $("channel-title").textContent = cur ? channelName(cur) : "";
+}
+
+// renderCounts refreshes the sidebar from the live entries and the clock.
+function renderCounts() {
+  for (const b of document.querySelectorAll("#channels .channel")) {
+    const { callable, soon } = counts(b.dataset.channel);
+    b.querySelector(".badge").textContent = String(callable);
+    b.querySelector(".badge").title = "callable now";
+    b.querySelector(".channel-soon").textContent = soon ? `${soon} expiring within 24 h` : "";
+  }
+}
+
+function selectChannel(channel) {
+  if (state.channel !== channel) {
+    state.channel = channel;
+    selectContact(null);
+  }
+  renderChannels();
+  renderRows();
+  writeURL();
 }
 
 // ---- the callable list ----
 
-async function selectChannel(channel) {
-  const seq = ++state.loadSeq;
-  closeStream();
-  if (state.channel !== channel) selectContact(null);
-  state.channel = channel;
-  renderChannels();
-  const entries = new Map();
-  let revision = null, cursor = "";
-  try {
-    do {
-      const q = new URLSearchParams({ limit: "500", order: "expiring" });
-      if (cursor) q.set("cursor", cursor);
-      const page = await api(`/api/channels/${encodeURIComponent(channel)}/callable?${q}`);
-      if (seq !== state.loadSeq) return; // another channel was chosen meanwhile
-      if (revision === null) {
-        // Subscribing after the first page's revision replays whatever
-        // changed while later pages loaded: applying it twice is harmless.
-        revision = page.revision;
-        state.offset = Date.parse(page.now) - Date.now();
-      }
-      for (const c of page.contacts) entries.set(c.contact, c);
-      cursor = page.next_cursor;
-    } while (cursor);
-  } catch (e) {
-    if (!failed(e)) setLive("error", "list failed, retrying…");
-    if (seq === state.loadSeq) setTimeout(() => seq === state.loadSeq && selectChannel(channel), 3000);
-    return;
+function matches(e, t) {
+  const f = state.filters;
+  if (f.q) {
+    const q = f.q.trim().toLowerCase();
+    const digits = q.replace(/[\s+()-]/g, "");
+    const hay = (e.name || "").toLowerCase();
+    const byName = q && hay.includes(q);
+    const byContact = e.contact.toLowerCase().includes(q) || (/^\d+$/.test(digits) && e.contact.includes(digits));
+    if (!byName && !byContact) return false;
   }
-  state.entries = entries;
-  renderRows();
-  openStream(channel, revision, seq);
+  switch (f.source) {
+    case "request": if (e.source !== "request" || e.kind === "permanent") return false; break;
+    case "callback": if (e.source !== "callback" && e.source !== "inbound_call") return false; break;
+    case "profile": if (e.source !== "profile") return false; break;
+    case "permanent": if (e.kind !== "permanent") return false; break;
+  }
+  if (f.within) {
+    if (!e.expires_at || Date.parse(e.expires_at) - t > WITHIN[f.within]) return false;
+  }
+  if (f.calls === "left" && !(e.calls_left > 0)) return false;
+  if (f.calls === "none" && e.calls_left !== 0) return false;
+  return true;
 }
 
-function sortedEntries() {
-  return [...state.entries.values()].sort((a, b) => {
+function visibleEntries() {
+  const t = now();
+  const all = [...entriesOf(state.channel).values()].filter((e) => !e.expires_at || Date.parse(e.expires_at) > t);
+  const list = all.filter((e) => matches(e, t));
+  const byRecent = (a, b) => Date.parse(b.granted_at) - Date.parse(a.granted_at);
+  list.sort(state.filters.sort === "recent" ? byRecent : (a, b) => {
     if (a.expires_at && b.expires_at) return Date.parse(a.expires_at) - Date.parse(b.expires_at);
     if (a.expires_at) return -1;
     if (b.expires_at) return 1;
-    return Date.parse(b.granted_at) - Date.parse(a.granted_at);
+    return byRecent(a, b);
   });
+  return { list, total: all.length };
 }
 
 function renderRows(flash) {
   const rows = $("rows");
+  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("#rows .row");
+  const focusedContact = focused ? focused.dataset.contact : null;
   const existing = new Map([...rows.children].map((r) => [r.dataset.contact, r]));
-  const list = sortedEntries();
+  const { list, total } = visibleEntries();
   let prev = null;
   for (const e of list) {
     let row = existing.get(e.contact);
@@ -217,25 +435,32 @@ function renderRows(flash) {
     prev = row;
   }
   for (const row of existing.values()) row.remove();
-  $("count").textContent = String(list.length);
-  $("empty").hidden = list.length > 0;
-  const ch = state.channels.find((c) => c.channel === state.channel);
-  if (ch) {
-    ch.callable = list.length;
-    const badge = document.querySelector(`.channel.active .badge`);
-    if (badge) badge.textContent = String(list.length);
+  // Roving focus: one row in the tab order, the arrows move between rows.
+  const opens = [...rows.querySelectorAll(".open")];
+  let current = opens.find((b) => b.closest(".row").dataset.contact === (focusedContact || state.selected)) || opens[0];
+  for (const b of opens) b.tabIndex = b === current ? 0 : -1;
+  if (focusedContact) {
+    const again = opens.find((b) => b.closest(".row").dataset.contact === focusedContact);
+    if (again && document.activeElement !== again && !rows.contains(document.activeElement)) again.focus();
   }
+  $("count").textContent = String(list.length);
+  $("count-total").textContent = list.length === total ? "" : ` of ${total}`;
+  $("empty").hidden = total > 0;
+  $("no-match").hidden = total === 0 || list.length > 0;
   tick();
 }
 
 function buildRow(e) {
-  const row = el("div", "row");
+  const row = el("li", "row");
   row.dataset.contact = e.contact;
-  row.tabIndex = 0;
   if (e.contact === state.selected) row.classList.add("selected");
 
-  const who = el("div", "who");
-  who.append(el("div", "name", e.name || phone(e.contact)), el("div", "num", e.name ? phone(e.contact) : "no profile name"));
+  const open = el("button", "open");
+  open.type = "button";
+  const who = el("span", "who");
+  who.append(el("span", "name", e.name || phone(e.contact)), el("span", "num", e.name ? phone(e.contact) : "no profile name"));
+  open.append(who);
+  open.addEventListener("click", () => selectContact(e.contact, true));
 
   const perm = el("div", "perm");
   perm.append(el("span", "kind " + e.kind, e.kind === "permanent" ? "Permanent" : "Temporary"),
@@ -244,52 +469,101 @@ function buildRow(e) {
   const timer = el("div", "timer");
   if (e.expires_at) {
     timer.dataset.expires = e.expires_at;
-    timer.append(el("span", "countdown"), el("span", "until", "until " + fmtTime(e.expires_at)));
+    timer.append(el("span", "countdown"), el("span", "until", "until " + abs(e.expires_at)));
   } else {
     timer.append(el("span", "countdown never", "No expiry"), el("span", "until", "until revoked"));
   }
 
   const calls = el("div", "calls");
   calls.append(el("span", "calls-left" + (e.calls_left === 0 ? " none" : ""),
-    e.calls_left === 0 ? "call cap reached" : `${e.calls_left} calls left`));
+    e.calls_left === 0 ? "Call cap reached" : `${e.calls_left} calls left`));
   if (e.warning) {
     const w = el("span", "warning", "⚠ " + e.unanswered_streak + " unanswered");
     w.title = e.warning;
     calls.append(w);
   }
-  row.append(who, perm, timer, calls);
-  row.addEventListener("click", () => selectContact(e.contact));
-  row.addEventListener("keydown", (ev) => ev.key === "Enter" && selectContact(e.contact));
+
+  const actions = el("div", "actions");
+  const call = el("button", "call", "Call");
+  call.type = "button";
+  call.setAttribute("aria-label", "Call " + (e.name || phone(e.contact)));
+  call.addEventListener("click", (ev) => {
+    ev.stopPropagation();
+    callContact(e.contact, call);
+  });
+  const copy = el("button", "copy", "Copy");
+  copy.type = "button";
+  copy.setAttribute("aria-label", "Copy the number " + e164(e.contact));
+  copy.addEventListener("click", (ev) => {
+    ev.stopPropagation();
+    copyNumber(e.contact);
+  });
+  actions.append(call, copy);
+
+  row.append(open, perm, timer, calls, actions);
+  row.addEventListener("click", (ev) => {
+    if (!ev.target.closest("button")) selectContact(e.contact, true);
+  });
   return row;
 }
 
-// tick refreshes the countdowns and drops rows whose permission ran out:
-// the server's "expired" event confirms it moments later.
+// Arrow keys move between rows; Enter (the row's button) opens the chat.
+$("rows").addEventListener("keydown", (ev) => {
+  const keys = ["ArrowDown", "ArrowUp", "Home", "End"];
+  if (!keys.includes(ev.key)) return;
+  const opens = [...$("rows").querySelectorAll(".open")];
+  if (!opens.length) return;
+  const row = ev.target.closest(".row");
+  let i = opens.findIndex((b) => b.closest(".row") === row);
+  if (ev.key === "ArrowDown") i = Math.min(opens.length - 1, i + 1);
+  else if (ev.key === "ArrowUp") i = Math.max(0, i - 1);
+  else if (ev.key === "Home") i = 0;
+  else i = opens.length - 1;
+  ev.preventDefault();
+  for (const b of opens) b.tabIndex = -1;
+  opens[i].tabIndex = 0;
+  opens[i].focus();
+});
+
+// tick refreshes the countdowns and the counts, and drops rows whose
+// permission ran out: the server's "expired" event confirms it moments later.
 function tick() {
   const t = now();
-  let dropped = false;
-  for (const e of state.entries.values()) {
-    if (e.expires_at && Date.parse(e.expires_at) <= t) {
-      state.entries.delete(e.contact);
-      dropped = true;
+  let droppedHere = false, selectedGone = false;
+  for (const [ch, entries] of state.byChannel) {
+    for (const e of entries.values()) {
+      if (e.expires_at && Date.parse(e.expires_at) <= t) {
+        entries.delete(e.contact);
+        if (ch === state.channel) {
+          droppedHere = true;
+          selectedGone = selectedGone || e.contact === state.selected;
+        }
+      }
     }
   }
-  if (dropped) {
+  renderCounts();
+  if (droppedHere) {
     renderRows();
-    if (state.selected) loadContact(state.selected);
+    if (selectedGone) loadContact(state.selected);
     return;
   }
   for (const timer of document.querySelectorAll(".timer[data-expires]")) {
     const left = Date.parse(timer.dataset.expires) - t;
-    timer.querySelector(".countdown").textContent = countdown(left);
-    timer.parentElement.classList.toggle("soon", left < DAY);
+    timer.querySelector(".countdown").textContent = "in " + span(left, left < HOUR);
+    const row = timer.closest(".row");
+    const soon = left < DAY;
+    row.classList.toggle("soon", soon);
+    let tag = row.querySelector(".soon-tag");
+    if (soon && !tag) {
+      tag = el("span", "soon-tag", "Expires today");
+      row.querySelector(".perm").append(tag);
+    } else if (!soon && tag) tag.remove();
   }
-  const cd = document.querySelector("#explain .countdown[data-expires]");
-  if (cd) cd.textContent = countdown(Date.parse(cd.dataset.expires) - t);
+  for (const cd of document.querySelectorAll("#explain [data-rel]")) cd.textContent = when(cd.dataset.rel);
 }
 setInterval(tick, 1000);
 
-// ---- live updates ----
+// ---- live updates: one stream for every channel ----
 
 function setLive(cls, text) {
   const l = $("live");
@@ -302,65 +576,152 @@ function closeStream() {
   state.es = null;
 }
 
-function openStream(channel, after, seq) {
-  const q = new URLSearchParams({ after: String(after), token: state.token });
-  const es = new EventSource(`/api/channels/${encodeURIComponent(channel)}/events?${q}`);
+function openStream(after, seq) {
+  const q = new URLSearchParams({ token: state.token });
+  if (after !== null) q.set("after", String(after));
+  const es = new EventSource(`/api/events?${q}`);
   state.es = es;
   const apply = (ev) => {
     const c = JSON.parse(ev.data);
-    if (c.channel !== state.channel) return;
-    if (ev.type === "granted" || ev.type === "extended") {
-      const old = state.entries.get(c.contact);
+    if (!state.channels.some((x) => x.channel === c.channel)) {
+      // A number heard of for the first time: learn its display number.
+      state.byChannel.set(c.channel, new Map());
+      state.channels.push({ channel: c.channel, display_phone_number: "" });
+      api("/api/channels").then((b) => {
+        for (const x of b.channels) {
+          const known = state.channels.find((y) => y.channel === x.channel);
+          if (known) known.display_phone_number = x.display_phone_number;
+        }
+        renderChannels();
+      }).catch(failed);
+      if (!state.channel) state.channel = c.channel;
+      renderChannels();
+    }
+    const entries = entriesOf(c.channel);
+    const here = c.channel === state.channel;
+    // granted, extended, updated (only the call budget changed): the row
+    // is replaced; revoked, expired: it goes.
+    if (ev.type === "granted" || ev.type === "extended" || ev.type === "updated") {
+      const old = entries.get(c.contact);
       if (!c.name && old) c.name = old.name;
-      state.entries.set(c.contact, c);
-      renderRows(c.contact);
+      entries.set(c.contact, c);
+      if (here) renderRows(ev.type === "granted" ? c.contact : null);
     } else {
-      const row = document.querySelector(`.row[data-contact="${CSS.escape(c.contact)}"]`);
-      state.entries.delete(c.contact);
+      entries.delete(c.contact);
+      const row = here && document.querySelector(`#rows .row[data-contact="${CSS.escape(c.contact)}"]`);
       if (row) {
         row.classList.add("leaving");
         setTimeout(() => renderRows(), 350);
-      } else {
+      } else if (here) {
         renderRows();
       }
     }
-    if (c.contact === state.selected) loadContact(c.contact);
+    renderCounts();
+    if (here && c.contact === state.selected) loadContact(c.contact);
   };
-  for (const t of ["granted", "extended", "revoked", "expired"]) es.addEventListener(t, apply);
+  for (const t of ["granted", "extended", "updated", "revoked", "expired"]) es.addEventListener(t, apply);
   es.addEventListener("resync", () => {
     // The server could not replay what we missed: list again.
     closeStream();
-    selectChannel(channel);
+    loadAll();
   });
   es.onopen = () => setLive("on", "live");
   es.onerror = () => {
+    setLive("error", "reconnecting…");
     if (es.readyState === EventSource.CLOSED) {
-      // Refused (token, unknown channel) or ended for good: re-list, which
-      // also tells whether the token still works.
-      setLive("error", "reconnecting…");
-      setTimeout(() => seq === state.loadSeq && selectChannel(channel), 3000);
-    } else {
-      setLive("error", "reconnecting…"); // the browser retries with Last-Event-ID
+      // Refused or ended for good: list again, which also tells whether
+      // the token still works. Otherwise the browser retries with
+      // Last-Event-ID.
+      setTimeout(() => seq === state.loadSeq && loadAll(), 3000);
     }
   };
 }
 
-// Other channels' counts change too: refresh them now and then.
-setInterval(() => {
-  if (state.token && !$("app").hidden) loadChannels();
-}, 30000);
+// ---- the Call action ----
+
+const WHY_NOT = {
+  no_permission: () => "No call permission: send a call permission request first.",
+  no_phone: () => "Only a BSUID is known for this contact: there is no phone number to hand to the dialer.",
+};
+
+function whyNot(r) {
+  const when_ = (t) => when(t, r.now); // relative to the decision's instant
+  switch (r.reason) {
+    case "call_limit":
+      return r.retry_at
+        ? `Call limit reached: the next call is possible ${when_(r.retry_at)}.`
+        : "Call limit reached, and no call slot frees up before the permission ends.";
+    case "expired":
+      return "The permission just expired" + (r.ended_at ? ` ${when_(r.ended_at)}` : "") + ": send a new call permission request.";
+    case "revoked":
+      if (r.status === "revoked_automatic") return "Meta revoked the permission after an unanswered streak" + (r.ended_at ? ` ${when_(r.ended_at)}` : "") + ".";
+      if (r.status === "revoked_profile") return "The user switched calls off from the business profile" + (r.ended_at ? ` ${when_(r.ended_at)}` : "") + ".";
+      return "The user declined calls" + (r.ended_at ? ` ${when_(r.ended_at)}` : "") + ".";
+  }
+  return (WHY_NOT[r.reason] || (() => "Not callable: " + r.reason.replaceAll("_", " ")))();
+}
+
+// handToDialer opens the host's dialer: a softphone page in a window of its
+// own, or a tel:/sip: link the system hands to its phone app.
+function handToDialer(url) {
+  if (/^https?:/i.test(url)) {
+    window.open(url, "callready-dialer");
+    return;
+  }
+  const a = el("a");
+  a.href = url;
+  a.rel = "noopener";
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+async function callContact(contact, button) {
+  const ch = state.channel;
+  const entry = entriesOf(ch).get(contact);
+  const who = (entry && entry.name) || phone(contact);
+  if (button) button.disabled = true;
+  try {
+    const r = await api(`/api/channels/${encodeURIComponent(ch)}/contacts/${encodeURIComponent(contact)}/call`, "POST");
+    if (r.allowed) {
+      handToDialer(r.dial_url);
+      notice(`Calling ${who} (${phone(contact)})` + (r.warning ? ". Careful: " + r.warning + "." : "."), r.warning ? "warn" : "ok");
+    } else {
+      notice(`Cannot call ${who}: ${whyNot(r)}`, "error");
+    }
+  } catch (e) {
+    if (!failed(e)) notice("Could not check the call: " + e.message, "error");
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
 
 // ---- contact: chat and permission ----
 
-function selectContact(contact) {
+function setView(view) {
+  $("app").dataset.view = view;
+}
+
+$("back").addEventListener("click", () => {
+  const contact = state.selected;
+  setView("list");
+  const row = contact && document.querySelector(`#rows .row[data-contact="${CSS.escape(contact)}"] .open`);
+  if (row) row.focus();
+});
+
+function selectContact(contact, fromList) {
   state.selected = contact;
-  for (const r of document.querySelectorAll(".row")) r.classList.toggle("selected", r.dataset.contact === contact);
+  writeURL();
+  for (const r of document.querySelectorAll("#rows .row")) r.classList.toggle("selected", r.dataset.contact === contact);
   if (!contact) {
+    setView("list");
     $("chat-head").replaceChildren();
     $("chat").replaceChildren(el("div", "placeholder", "Select a contact to read the conversation before you call."));
     $("explain").replaceChildren(el("div", "placeholder", "The permission explanation appears here."));
     return;
   }
+  setView("contact");
+  if (fromList && getComputedStyle($("back")).display !== "none") $("back").focus();
   loadContact(contact);
 }
 
@@ -388,7 +749,7 @@ function renderChat(contact, m) {
   if (!m.messages.length) box.append(el("div", "placeholder", "No messages stored for this contact yet."));
   let day = "";
   for (const msg of m.messages) {
-    const d = new Date(msg.at).toLocaleDateString(undefined, { weekday: "short", month: "short", day: "numeric" });
+    const d = dayFmt.format(new Date(msg.at));
     if (d !== day) {
       box.append(el("div", "day", d));
       day = d;
@@ -396,8 +757,10 @@ function renderChat(contact, m) {
     const kind = msg.direction === "event" || msg.type === "call" ? "event" : msg.direction;
     const b = el("div", "msg " + kind);
     b.dataset.id = msg.id;
-    b.append(el("div", "text", msg.body), el("div", "time",
-      new Date(msg.at).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })));
+    const time = el("time", "time", clockFmt.format(new Date(msg.at)));
+    time.dateTime = msg.at;
+    time.title = abs(msg.at);
+    b.append(el("div", "text", readable(msg.body, true)), time);
     box.append(b);
   }
   if (stick || box.dataset.contact !== contact) box.scrollTop = box.scrollHeight;
@@ -405,13 +768,13 @@ function renderChat(contact, m) {
 }
 
 const STATUS = {
-  temporary: ["Callable", "ok"],
-  permanent: ["Callable", "ok"],
-  never_granted: ["Not callable", "no"],
-  expired: ["Expired", "no"],
-  rejected: ["Declined", "no"],
-  revoked_profile: ["Switched off", "no"],
-  revoked_automatic: ["Revoked by Meta", "no"],
+  temporary: ["Callable", "ok", "✓"],
+  permanent: ["Callable", "ok", "✓"],
+  never_granted: ["Not callable", "no", "✕"],
+  expired: ["Expired", "no", "✕"],
+  rejected: ["Declined", "no", "✕"],
+  revoked_profile: ["Switched off", "no", "✕"],
+  revoked_automatic: ["Revoked by Meta", "no", "✕"],
 };
 
 function fact(dl, label, value, cls) {
@@ -423,44 +786,64 @@ function fact(dl, label, value, cls) {
   return dd;
 }
 
+function timeFact(dl, label, t) {
+  const s = el("span", null, when(t));
+  s.dataset.rel = t;
+  return fact(dl, label, s);
+}
+
 function renderExplain(x) {
   const box = $("explain");
-  const [label, cls] = STATUS[x.status] || [x.status, "no"];
+  const [label, cls, icon] = STATUS[x.status] || [x.status, "no", "✕"];
   const card = el("div", "card");
-  card.append(el("div", "status " + cls, label), el("p", "reason", x.reason));
+  const status = el("div", "status " + cls);
+  status.append(el("span", "icon", icon), document.createTextNode(" "), el("span", "label", label));
+  card.append(status, el("p", "reason", readable(x.reason)));
+
+  const num = el("div", "contact-num");
+  num.append(el("span", "num-text", phone(x.contact)));
+  const copy = el("button", "copy", "Copy");
+  copy.type = "button";
+  copy.setAttribute("aria-label", "Copy the number " + e164(x.contact));
+  copy.addEventListener("click", () => copyNumber(x.contact));
+  num.append(copy);
+  card.append(num);
+
   const dl = el("dl", "facts");
   if (x.callable) {
     fact(dl, "Kind", x.kind === "permanent" ? "Permanent" : "Temporary");
     fact(dl, "Source", SOURCES[x.source] || x.source);
-    fact(dl, "Granted", fmtTime(x.granted_at));
-    if (x.expires_at) {
-      const cd = el("span", "countdown");
-      cd.dataset.expires = x.expires_at;
-      fact(dl, "Expires in", cd);
-    }
+    timeFact(dl, "Granted", x.granted_at);
+    if (x.expires_at) timeFact(dl, "Expires", x.expires_at);
   }
   fact(dl, "Call now", x.can_call ? "Yes" : "No (" + x.call_reason.replaceAll("_", " ") + ")", x.can_call ? "yes" : "no");
   if (x.callable) fact(dl, "Calls left", `${x.calls_left} in 24 h`);
+  if (x.calls_free_at) timeFact(dl, "Next call slot", x.calls_free_at);
   fact(dl, "Request", x.can_request ? `Can send (${x.requests_left} left)` :
-    "Not now (" + x.request_reason.replaceAll("_", " ") + ")" + (x.next_request_at ? ", from " + fmtTime(x.next_request_at) : ""),
-    x.can_request ? "yes" : "no");
+    "Not now (" + x.request_reason.replaceAll("_", " ") + ")", x.can_request ? "yes" : "no");
+  if (x.next_request_at) timeFact(dl, "Next request", x.next_request_at);
   card.append(dl);
   if (x.warning) card.append(el("div", "warn-box", "⚠ " + x.warning));
 
+  const call = el("button", "call primary big-call", "Call " + (x.name || phone(x.contact)));
+  call.type = "button";
+  call.id = "call-contact";
+  call.addEventListener("click", () => callContact(x.contact, call));
+  card.append(call);
+
   const hist = el("div", "history");
-  hist.append(el("h4", null, "Evidence"));
+  hist.append(el("h3", null, "Evidence"));
   if (!x.history.length) hist.append(el("div", "muted small", "No grant or revocation recorded."));
   for (const h of x.history) {
     const li = el("div", "ev");
     let what = h.what;
     if (h.source) what += " · " + (SOURCES[h.source] || h.source);
     if (h.reason) what += " · " + h.reason;
-    li.append(el("div", "ev-what", what), el("div", "ev-at", fmtTime(h.at) + (h.expires_at ? " → " + fmtTime(h.expires_at) : "")));
+    li.append(el("div", "ev-what", what), el("div", "ev-at", abs(h.at) + (h.expires_at ? " → " + abs(h.expires_at) : "")));
     if (h.event_id) li.title = h.event_id;
     hist.append(li);
   }
-  box.replaceChildren(el("h3", "explain-title", "Call permission"), card, hist);
-  tick();
+  box.replaceChildren(el("h2", "explain-title", "Call permission"), card, hist);
 }
 
 // The chat gets new lines without a permission change: poll the open one.
