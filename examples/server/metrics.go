@@ -50,7 +50,7 @@ func newMetrics(s *server) *metrics {
 		eventsDesc: prometheus.NewDesc("callready_webhook_events_recorded_total",
 			"Permission events recorded from webhooks since start.", nil, nil),
 	}
-	for _, t := range []permission.ChangeType{permission.Granted, permission.Extended, changeUpdated, permission.Revoked, permission.Expired} {
+	for _, t := range []permission.ChangeType{permission.Granted, permission.Extended, permission.Updated, permission.Revoked, permission.Expired} {
 		m.changes.WithLabelValues(string(t)) // export zeros before the first change
 	}
 	m.reg.MustRegister(m.subscribers, m.changes, m,

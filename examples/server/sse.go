@@ -148,8 +148,3 @@ func (s *server) writeChange(ctx context.Context, w io.Writer, c permission.Chan
 	return err
 }
 
-// changeUpdated is the change type the tracker is gaining for "still
-// callable, only the call budget changed" (calls left, streak, warning).
-// The stream passes it on like any other; the page replaces the row, as for
-// extended.
-const changeUpdated permission.ChangeType = "updated"
