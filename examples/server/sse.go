@@ -147,4 +147,3 @@ func (s *server) writeChange(ctx context.Context, w io.Writer, c permission.Chan
 	_, err = fmt.Fprintf(w, "event: %s\nid: %d\ndata: %s\n\n", c.Type, c.Revision, data)
 	return err
 }
-
