@@ -79,7 +79,10 @@ func TestQuarantineAPI(t *testing.T) {
 	require.Len(t, list.Contacts, 1)
 	assert.Equal(t, "919812345678", list.Contacts[0].Contact)
 
-	resp, err := e.http.Client().Get(e.http.URL + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, e.http.URL+"/metrics", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+testToken) // /metrics is behind the API token
+	resp, err := e.http.Client().Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

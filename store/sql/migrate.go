@@ -137,7 +137,7 @@ func ledgerMigration(d Dialect, p string) Migration {
 	}
 	cols := `(channel, contact, dedupe, type, event_id, context, at, expires_at, flags, source, reason, origin, recorded_at, revision)`
 	slot := func(name, typ, at, exp, flags, source, reason, id string) string {
-		return `INSERT INTO ` + p + `ledger ` + cols + ` SELECT channel, contact, 'migrated:` + name + `', '` + typ + `', ` + id + `, '', ` +
+		return `INSERT INTO ` + p + `ledger ` + cols + ` SELECT channel, contact, 'migrated:` + name + `:' || contact, '` + typ + `', ` + id + `, '', ` +
 			at + `, ` + exp + `, ` + flags + `, ` + source + `, ` + reason + `, 'migrated', ` + at + `, revision FROM ` + p + `pairs WHERE ` + at + ` IS NOT NULL`
 	}
 	return Migration{
@@ -169,7 +169,7 @@ func ledgerMigration(d Dialect, p string) Migration {
 			slot("temporary", "grant", "temporary_at", "temporary_expires_at", "0", "temporary_source", "''", "temporary_event_id"),
 			slot("permanent", "grant", "permanent_at", "NULL", "1", "permanent_source", "''", "permanent_event_id"),
 			slot("revocation", "revoke", "revoked_at", "NULL", "0", "''", "revoked_reason", "revoked_event_id"),
-			`INSERT INTO ` + p + `ledger ` + cols + ` SELECT pr.channel, pr.contact, 'migrated:' || ` + kind + ` || ':' || ` + id + ` || ':' || ` + at + `,
+			`INSERT INTO ` + p + `ledger ` + cols + ` SELECT pr.channel, pr.contact, 'migrated:' || pr.contact || ':' || ` + kind + ` || ':' || ` + id + ` || ':' || ` + at + `,
 	CASE ` + kind + ` WHEN 'request' THEN 'request_sent' WHEN 'call_in_connected' THEN 'inbound_call' ELSE 'business_call' END,
 	` + id + `, '', ` + at + `, NULL,
 	CASE WHEN ` + kind + ` IN ('call_connected', 'call_in_connected') THEN 2 ELSE 0 END,
