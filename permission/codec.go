@@ -180,3 +180,40 @@ func decodeState(b []byte) (pairState, error) {
 	}
 	return s, nil
 }
+
+// A channel's own state (its callback settings) is stored under the key
+// with an empty contact, in its own encoding.
+const channelCodecVersion = 2
+
+func encodeChannel(c *channelState) []byte {
+	b := make([]byte, 0, 2+16*len(c.settings))
+	b = append(b, channelCodecVersion)
+	b = binary.AppendUvarint(b, uint64(len(c.settings)))
+	for _, x := range c.settings {
+		b = binary.AppendVarint(b, x.at)
+		b = appendString(b, string(x.status))
+	}
+	return b
+}
+
+func decodeChannel(b []byte) (*channelState, error) {
+	c := &channelState{}
+	if len(b) == 0 {
+		return c, nil
+	}
+	d := &decoder{b: b}
+	if v := d.byte(); v != channelCodecVersion {
+		return c, fmt.Errorf("%w: channel state version %d", errCorrupt, v)
+	}
+	if n := d.count(); n > 0 {
+		c.settings = make([]setting, n)
+		for i := range c.settings {
+			at := d.varint()
+			c.settings[i] = setting{at: at, status: CallbackStatus(d.string())}
+		}
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return &channelState{}, errCorrupt
+	}
+	return c, nil
+}

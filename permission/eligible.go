@@ -206,8 +206,11 @@ func (t *Tracker) channelAt(ctx context.Context, channel string, at time.Time) (
 	}
 	idx := newIndex()
 	n := at.UnixNano()
+	cb := channelOf(asOf(byContact[""], at, time.Time{}))
+	delete(byContact, "")
 	for contact, evs := range byContact {
 		s := foldLedger(asOf(evs, at, time.Time{}))
+		s.callbacks, s.confirmedOnly = cb, t.cfg.ConfirmedCallbacksOnly
 		if l := s.entryAt(n, t.cfg.Limits); l.ok {
 			idx.apply(store.Key{Channel: channel, Contact: contact}, l, true, none)
 		}

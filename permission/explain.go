@@ -107,7 +107,11 @@ func (t *Tracker) Explain(ctx context.Context, channel, contact string, now time
 		return Explanation{}, err
 	}
 	evs = asOf(evs, now, o.knownAt)
-	x := explain(k, evs, now, t.cfg.Limits)
+	chEvs, err := ledgerOfPair(ctx, t.store, store.Key{Channel: channel})
+	if err != nil {
+		return Explanation{}, err
+	}
+	x := explain(k, evs, channelOf(asOf(chEvs, now, o.knownAt)), t.cfg.ConfirmedCallbacksOnly, now, t.cfg.Limits)
 	x.KnownAt = o.knownAt
 	return x, nil
 }
@@ -131,8 +135,9 @@ func asOf(evs []store.LedgerEvent, at, knownAt time.Time) []store.LedgerEvent {
 }
 
 // explain is a pure function of a pair's events and an instant.
-func explain(k store.Key, evs []store.LedgerEvent, now time.Time, lc LimitsConfig) Explanation {
+func explain(k store.Key, evs []store.LedgerEvent, cb *channelState, confirmedOnly bool, now time.Time, lc LimitsConfig) Explanation {
 	s := foldLedger(evs)
+	s.callbacks, s.confirmedOnly = cb, confirmedOnly
 	t := now.UnixNano()
 	x := Explanation{Channel: k.Channel, Contact: k.Contact, At: now, Limits: s.budget(t, lc)}
 	var refs []int
@@ -161,7 +166,7 @@ func (x *Explanation) ended(s *pairState, t int64) []int {
 	var by *revocation
 	for i := range s.grants {
 		g := &s.grants[i]
-		start, end, _, ok := g.span()
+		start, end, _, ok := s.span(g)
 		if !ok || start > t {
 			continue
 		}

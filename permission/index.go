@@ -41,6 +41,7 @@ func (s *slot) entry() Entry {
 		e.Kind = Temporary
 		e.ExpiresAt = time.Unix(0, s.expires).UTC()
 	}
+	e.Unconfirmed = e.Source == SourceInboundCall
 	return e
 }
 

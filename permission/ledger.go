@@ -13,17 +13,21 @@ import (
 // (see store.LedgerEvent), and every state is a fold of a pair's events.
 
 // ledgerEvent is the ledger form of a validated event. An inbound call's
-// ExpiresAt is the end of the callback grant it gives (zero when the
-// channel's callback grants are off), so a fold of the ledger alone
-// decides as the tracker did.
-func ledgerEvent(e Event, ttl time.Duration, callbacks bool, recorded time.Time) store.LedgerEvent {
+// ExpiresAt is the end of the callback grant it gives when the channel's
+// setting allows; a callback setting is a channel event (no contact) with
+// its status in Source.
+func ledgerEvent(e Event, ttl time.Duration, recorded time.Time) store.LedgerEvent {
 	le := store.LedgerEvent{
 		Key: store.Key{Channel: e.Channel, Contact: e.Contact}, Type: e.Type.String(), ID: e.ID, Context: e.Context,
 		At: e.At, ExpiresAt: e.ExpiresAt, Permanent: e.Permanent, Connected: e.Connected,
 		Source: string(e.Source), Reason: string(e.Reason), Origin: string(e.Origin), RecordedAt: recorded,
 	}
-	if e.Type == EventInboundCall && callbacks {
+	switch e.Type {
+	case EventInboundCall:
+		// The callback grant the call gives if the channel's setting allows.
 		le.ExpiresAt = e.At.Add(ttl)
+	case EventCallbackSetting:
+		le.Source = string(e.Callback)
 	}
 	le.Dedupe = dedupeKey(&le)
 	return le
@@ -106,4 +110,15 @@ func rebuild(events []store.LedgerEvent) pairState {
 		s.compact(floor)
 	}
 	return s
+}
+
+// channelOf folds a channel's own ledger events (its callback settings).
+func channelOf(events []store.LedgerEvent) *channelState {
+	c := &channelState{}
+	for i := range events {
+		if e := &events[i]; e.Type == EventCallbackSetting.String() {
+			c.fold(e.At.UnixNano(), CallbackStatus(e.Source))
+		}
+	}
+	return c
 }

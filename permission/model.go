@@ -74,11 +74,26 @@ const (
 	// whether the user picked up; unanswered or rejected calls build the
 	// unanswered streak.
 	EventBusinessCall
+	// EventCallbackSetting: the channel's callback permission setting
+	// (Meta's callback_permission_status) is Callback from At on. It names
+	// no contact. Whether an inbound call grants a callback depends on the
+	// setting in effect at the call's start; the latest setting by event
+	// time wins, whatever the order they arrive in.
+	EventCallbackSetting
+)
+
+// CallbackStatus is a channel's callback permission setting.
+type CallbackStatus string
+
+const (
+	CallbackUnknown  CallbackStatus = "unknown"  // never reported (Meta's NOT_SET): calls grant, unconfirmed
+	CallbackEnabled  CallbackStatus = "enabled"  // calls grant a callback permission
+	CallbackDisabled CallbackStatus = "disabled" // calls grant nothing until Meta's reply says otherwise
 )
 
 var eventTypeNames = map[EventType]string{
 	EventGrant: "grant", EventRevoke: "revoke", EventInboundCall: "inbound_call",
-	EventRequestSent: "request_sent", EventBusinessCall: "business_call",
+	EventRequestSent: "request_sent", EventBusinessCall: "business_call", EventCallbackSetting: "callback_setting",
 }
 
 func (t EventType) String() string {
@@ -122,6 +137,9 @@ type Event struct {
 	// OriginHost (default), OriginReconcile or OriginMigrated.
 	Origin Origin
 
+	// EventCallbackSetting only: the setting from At on.
+	Callback CallbackStatus
+
 	noCallback bool // set by Record when the channel's callback grants are off
 }
 
@@ -134,11 +152,27 @@ type Entry struct {
 	GrantedAt time.Time
 	ExpiresAt time.Time // zero for permanent grants
 
+	// Unconfirmed is set for a grant derived from the user's call alone
+	// (Source SourceInboundCall): Meta's automatic callback reply for that
+	// call has not arrived yet. It is listed at once while the channel's
+	// callback setting is enabled or unknown (Config.ConfirmedCallbacksOnly
+	// lists only confirmed ones).
+	Unconfirmed bool
+
 	// CallsLeft is how many business-initiated calls may still connect in
 	// the current call window, and UnansweredStreak how many calls in a row
 	// went unanswered (see Limits), both as of the listing or change.
 	CallsLeft        int
 	UnansweredStreak int
+}
+
+// UnconfirmedReason says, for people, why an entry is unconfirmed; empty
+// when it is not.
+func (e Entry) UnconfirmedReason() string {
+	if !e.Unconfirmed {
+		return ""
+	}
+	return "granted by the user's call; Meta's automatic callback reply has not confirmed it yet"
 }
 
 // ChangeType is what happened to a callable entry.
@@ -228,7 +262,7 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 	for _, f := range []struct {
 		what, v  string
 		required bool
-	}{{"channel", e.Channel, true}, {"contact", e.Contact, true}, {"event id", e.ID, false}, {"context id", e.Context, false}} {
+	}{{"channel", e.Channel, true}, {"contact", e.Contact, e.Type != EventCallbackSetting}, {"event id", e.ID, false}, {"context id", e.Context, false}} {
 		if err := checkID(f.what, f.v, f.required); err != nil {
 			return e, err
 		}
@@ -288,8 +322,20 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 		if e.ID == "" {
 			return e, invalid("%s event without an id", e.Type)
 		}
+	case EventCallbackSetting:
+		if e.Contact != "" {
+			return e, invalid("callback setting of a channel names no contact (got %q)", e.Contact)
+		}
+		switch e.Callback {
+		case CallbackEnabled, CallbackDisabled, CallbackUnknown:
+		default:
+			return e, invalid("unknown callback setting %q", e.Callback)
+		}
 	default:
 		return e, invalid("unknown event type %d", e.Type)
+	}
+	if e.Type != EventCallbackSetting && e.Callback != "" {
+		return e, invalid("%s event with a callback setting", e.Type)
 	}
 	if e.Type != EventGrant && (e.Permanent || !e.ExpiresAt.IsZero()) {
 		return e, invalid("%s event with grant fields", e.Type)

@@ -87,8 +87,9 @@ type permit struct {
 	refs     []int
 }
 
-// span returns the interval the grant covers and its source; ok is false
-// for a call seen without a grant of its own and without a reply yet.
+// span returns the interval the grant covers and its source, whatever the
+// channel's callback setting (see pairState.span); ok is false for a call
+// seen without a grant of its own and without a reply yet.
 func (g *permit) span() (start, end int64, src Source, ok bool) {
 	if g.call == "" {
 		return g.at, g.exp, g.source, true
@@ -136,6 +137,62 @@ type pairState struct {
 	floor  int64        // latest instant recorded at; none before any event
 	listed listed
 	wake   int64 // next instant the clock changes the pair; none
+
+	// Not part of the fold (not encoded): what the tracker knows of the
+	// channel when it evaluates the pair.
+	callbacks     *channelState // the channel's callback setting; nil: unknown
+	confirmedOnly bool          // Config.ConfirmedCallbacksOnly
+}
+
+// channelState is the fold of a channel's own events: its callback
+// permission setting over time (Meta's callback_permission_status).
+type channelState struct {
+	settings []setting // by (at, status)
+}
+
+type setting struct {
+	at     int64
+	status CallbackStatus
+}
+
+var statusRank = map[CallbackStatus]int{CallbackUnknown: 1, CallbackEnabled: 2, CallbackDisabled: 3}
+
+// fold adds a setting; the latest by event time is in effect, and on equal
+// times the more restrictive one.
+func (c *channelState) fold(at int64, st CallbackStatus) bool {
+	x := setting{at, st}
+	i, found := slices.BinarySearchFunc(c.settings, x, func(a, b setting) int {
+		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(statusRank[a.status], statusRank[b.status]))
+	})
+	if found {
+		return false
+	}
+	c.settings = slices.Insert(c.settings, i, x)
+	return true
+}
+
+// at is the setting in effect at t: unknown before any.
+func (c *channelState) at(t int64) CallbackStatus {
+	if c != nil {
+		for i := len(c.settings) - 1; i >= 0; i-- {
+			if c.settings[i].at <= t {
+				return c.settings[i].status
+			}
+		}
+	}
+	return CallbackUnknown
+}
+
+// span is the interval a grant covers and its source, under the channel's
+// callback setting: a call alone grants only while the setting at the
+// call's start is enabled or unknown (and not at all with
+// ConfirmedCallbacksOnly); Meta's reply always does.
+func (s *pairState) span(g *permit) (start, end int64, src Source, ok bool) {
+	start, end, src, ok = g.span()
+	if ok && src == SourceInboundCall && (s.confirmedOnly || s.callbacks.at(g.callAt) == CallbackDisabled) {
+		return 0, 0, "", false
+	}
+	return start, end, src, ok
 }
 
 var sourceRank = map[Source]int{SourceInboundCall: 1, SourceRequest: 2, SourceCallback: 3, SourceProfile: 4}
@@ -312,7 +369,7 @@ func (s *pairState) covering(t int64) (*permit, bool) {
 	var bsrc Source
 	for i := range s.grants {
 		g := &s.grants[i]
-		start, end, src, ok := g.span()
+		start, end, src, ok := s.span(g)
 		if !ok || start > t || t >= end || s.revokedIn(start, t) {
 			continue
 		}
@@ -351,7 +408,7 @@ func (s *pairState) entryAt(t int64, lc LimitsConfig) listed {
 	if !ok {
 		return listed{}
 	}
-	start, end, src, _ := g.span()
+	start, end, src, _ := s.span(g)
 	l := listed{ok: true, kind: Temporary, source: src, granted: start, expires: end}
 	if end == never {
 		l.kind = Permanent
@@ -373,7 +430,7 @@ func (s *pairState) wakeAfter(t int64, lc LimitsConfig) int64 {
 		}
 	}
 	for i := range s.grants {
-		if start, end, _, ok := s.grants[i].span(); ok {
+		if start, end, _, ok := s.span(&s.grants[i]); ok {
 			see(start)
 			see(end)
 		}
@@ -540,9 +597,11 @@ func (s *pairState) ending(l listed) (ChangeType, int64, bool) {
 			return Revoked, r.eff, true
 		}
 	}
-	if l.kind == Temporary {
+	if l.kind == Temporary && l.expires <= s.floor {
 		return Expired, l.expires, true
 	}
+	// Neither revoked nor over: withdrawn (a callback setting that says the
+	// call granted nothing), reported as a revocation when it happened.
 	return "", 0, false
 }
 
@@ -566,6 +625,7 @@ func (l listed) entry(k store.Key) Entry {
 	if l.kind == Temporary {
 		e.ExpiresAt = fromNs(l.expires)
 	}
+	e.Unconfirmed = e.Source == SourceInboundCall
 	return e
 }
 

@@ -88,7 +88,7 @@ func recordAll(t *testing.T, r *rand.Rand, evs []Event) (map[string]*pairState, 
 		if at := v.At.Add(time.Duration(r.IntN(72)-24) * time.Hour); at.After(clock) {
 			clock = at
 		}
-		le := ledgerEvent(v, DefaultTTL, v.Type == EventInboundCall, clock)
+		le := ledgerEvent(v, DefaultTTL, clock)
 		if seen[le.Dedupe] {
 			continue
 		}

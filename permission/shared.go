@@ -48,6 +48,9 @@ func (t *Tracker) catchUp(ctx context.Context) error {
 func (t *Tracker) relist(ctx context.Context) error {
 	idx := newIndex()
 	rev, err := t.store.Load(ctx, func(k store.Key, st store.State) error {
+		if k.Contact == "" {
+			return nil // a channel's own state
+		}
 		s, err := decodeState(st.Data)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)

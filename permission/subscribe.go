@@ -204,6 +204,7 @@ func fromStore(c store.Change) Change {
 		Channel: c.Key.Channel, Contact: c.Key.Contact, Kind: Kind(c.Kind), Source: Source(c.Source),
 		GrantedAt: c.GrantedAt.UTC(), ExpiresAt: utcOrZero(c.ExpiresAt),
 		CallsLeft: c.CallsLeft, UnansweredStreak: c.UnansweredStreak,
+		Unconfirmed: Source(c.Source) == SourceInboundCall,
 	}
 	return Change{Revision: c.Revision, Type: ChangeType(c.Type), At: c.At.UTC(), Entry: e}
 }

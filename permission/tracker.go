@@ -62,6 +62,12 @@ type Config struct {
 	// the store sends no notification (see store.Notifier), and how long it
 	// waits before retrying a failed read. Default DefaultPollInterval (1 s).
 	PollInterval time.Duration
+	// ConfirmedCallbacksOnly lists a grant derived from a user's call only
+	// once Meta's automatic callback reply confirms it. Default false: a
+	// caller is listed at once (Entry.Unconfirmed) while the channel's
+	// callback setting is enabled or unknown, as Wati's Request Accepted
+	// view does, and not at all while it is known disabled.
+	ConfirmedCallbacksOnly bool
 	// LedgerRetention is how long recorded events are kept, by event time.
 	// Older events are pruned (by Start's loop, or PruneLedger) unless they
 	// still decide something after the horizon (a permanent grant, a grant
@@ -104,9 +110,6 @@ type Tracker struct {
 	subMu     sync.Mutex // guards subs and published
 	subs      map[*Subscription]struct{}
 	published int64
-
-	cbMu      sync.RWMutex
-	callbacks map[string]bool // channel → callback grants enabled (absent: enabled)
 
 	kick      chan struct{} // wakes the expiry loop when the next expiry moves earlier
 	done      chan struct{} // closed by Close
@@ -162,20 +165,22 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	t := &Tracker{
-		cfg:       cfg,
-		clock:     cfg.Clock,
-		store:     cfg.Store,
-		log:       cfg.Logger,
-		writeSem:  make(chan struct{}, 1),
-		idx:       newIndex(),
-		subs:      make(map[*Subscription]struct{}),
-		callbacks: make(map[string]bool),
-		kick:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
+		cfg:      cfg,
+		clock:    cfg.Clock,
+		store:    cfg.Store,
+		log:      cfg.Logger,
+		writeSem: make(chan struct{}, 1),
+		idx:      newIndex(),
+		subs:     make(map[*Subscription]struct{}),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	var missing []store.Key
 	rev, err := t.store.Load(ctx, func(k store.Key, st store.State) error {
+		if k.Contact == "" {
+			return nil // a channel's own state
+		}
 		if st.Data == nil {
 			missing = append(missing, k) // left by a migration: fold its ledger
 			return nil
@@ -199,26 +204,16 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 	return t, nil
 }
 
-// SetCallbackPermission switches the implicit callback grant of inbound
-// calls on or off for one channel, mirroring the number's
-// callback_permission_status. It is on by default and not persisted: set it
-// at start from the host's configuration. It affects calls recorded after
-// the switch only.
-func (t *Tracker) SetCallbackPermission(channel string, enabled bool) {
-	t.cbMu.Lock()
-	defer t.cbMu.Unlock()
-	if enabled {
-		delete(t.callbacks, channel)
-	} else {
-		t.callbacks[channel] = false
-	}
-}
-
-func (t *Tracker) callbacksEnabled(channel string) bool {
-	t.cbMu.RLock()
-	defer t.cbMu.RUnlock()
-	_, off := t.callbacks[channel]
-	return !off
+// SetCallbackPermission records the channel's callback permission setting
+// from at on, as the host knows it (from its configuration or Meta's GET
+// /<PHONE_NUMBER_ID>/settings). Meta's account_settings_update webhook
+// records the same event (package webhook). The setting is part of the
+// store's state, shared by every tracker on it, and decided by event time:
+// the latest setting at a call's start says whether the call grants a
+// callback.
+func (t *Tracker) SetCallbackPermission(ctx context.Context, channel string, status CallbackStatus, at time.Time) error {
+	_, err := t.Record(ctx, Event{Type: EventCallbackSetting, Channel: channel, At: at, Callback: status})
+	return err
 }
 
 // Revision returns the revision of the last change applied to the index.
@@ -248,15 +243,57 @@ func (t *Tracker) Record(ctx context.Context, events ...Event) ([]Change, error)
 			}
 			return nil, err
 		}
-		r.events[i] = ledgerEvent(v, t.cfg.TTL, v.Type == EventInboundCall && t.callbacksEnabled(v.Channel), now)
+		r.events[i] = ledgerEvent(v, t.cfg.TTL, now)
 	}
 	if len(events) == 0 {
 		return nil, nil
 	}
+	also, err := t.pairsUnderSettings(ctx, r.events, now)
+	if err != nil {
+		return nil, err
+	}
+	r.also = also
 	if err := t.submit(ctx, r); err != nil {
 		return nil, err
 	}
 	return visible(r.changes), nil
+}
+
+// pairsUnderSettings returns the pairs whose inbound calls a callback
+// setting among events may grant or stop granting: those with a call at or
+// after the setting whose callback grant could still run. They are read
+// from the ledger before the write (a call another instance records
+// meanwhile reads the new setting in its own transaction).
+func (t *Tracker) pairsUnderSettings(ctx context.Context, events []store.LedgerEvent, now time.Time) ([]store.Key, error) {
+	var keys []store.Key
+	seen := map[store.Key]bool{}
+	for _, e := range events {
+		if e.Type != EventCallbackSetting.String() {
+			continue
+		}
+		from := e.At
+		if oldest := now.Add(-t.cfg.TTL - callReplyWindow); from.Before(oldest) {
+			from = oldest
+		}
+		q := store.LedgerQuery{Channel: e.Key.Channel, From: from, Limit: 5000}
+		for {
+			page, err := t.store.Ledger(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			for _, le := range page {
+				if le.Type == EventInboundCall.String() && !seen[le.Key] {
+					seen[le.Key] = true
+					keys = append(keys, le.Key)
+				}
+			}
+			if len(page) < q.Limit {
+				break
+			}
+			q.After = store.LedgerCursor{At: page[len(page)-1].At, Seq: page[len(page)-1].Seq}
+		}
+	}
+	return keys, nil
 }
 
 // enter registers a call Close must wait for; false once closed.
@@ -444,13 +481,14 @@ func (t *Tracker) expiryLoop() {
 type request struct {
 	now     time.Time
 	events  []store.LedgerEvent
+	also    []store.Key // pairs a callback setting in events may change
 	wake    []store.Key // pairs whose wake-up instant is due
 	changes []Change
 	err     error
 	done    chan struct{}
 }
 
-func (r *request) size() int { return len(r.events) + len(r.wake) }
+func (r *request) size() int { return len(r.events) + len(r.also) + len(r.wake) }
 
 // submit queues r and waits until a committer (possibly this goroutine)
 // has written it.
@@ -555,6 +593,39 @@ type batchWriter struct {
 	ctx   context.Context
 	pairs map[store.Key]*pending
 	order []*pending
+	chans map[string]*chanPending
+}
+
+// chanPending is a channel's own state being written by a batch.
+type chanPending struct {
+	state *channelState
+	dirty bool
+}
+
+// channel returns the channel's own state (its callback settings),
+// reading it once per batch.
+func (w *batchWriter) channel(name string) (*chanPending, error) {
+	if c := w.chans[name]; c != nil {
+		return c, nil
+	}
+	st, err := w.tx.Get(w.ctx, store.Key{Channel: name})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	return w.addChannel(name, st)
+}
+
+func (w *batchWriter) addChannel(name string, st store.State) (*chanPending, error) {
+	cs, err := decodeChannel(st.Data)
+	if err != nil {
+		return nil, fmt.Errorf("channel %s: %w", name, err)
+	}
+	if w.chans == nil {
+		w.chans = make(map[string]*chanPending)
+	}
+	c := &chanPending{state: cs}
+	w.chans[name] = c
+	return c, nil
 }
 
 func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
@@ -563,8 +634,9 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 	for _, r := range batch {
 		for i := range r.events {
 			refs = append(refs, store.EventRef{Channel: r.events[i].Key.Channel, Dedupe: r.events[i].Dedupe})
-			keys = append(keys, r.events[i].Key)
+			keys = append(keys, r.events[i].Key, store.Key{Channel: r.events[i].Key.Channel})
 		}
+		keys = append(keys, r.also...)
 		keys = append(keys, r.wake...)
 	}
 	seen := map[store.EventRef]bool{}
@@ -581,7 +653,13 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 			return err
 		}
 		for k, st := range got {
-			if _, err := w.add(k, st, true); err != nil {
+			var err error
+			if k.Contact == "" {
+				_, err = w.addChannel(k.Channel, st)
+			} else {
+				_, err = w.add(k, st, true)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -596,6 +674,19 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 				continue // a redelivery: recorded already
 			}
 			seen[ref] = true
+			if le.Key.Contact == "" { // the channel's own event: a callback setting
+				c, err := w.channel(le.Key.Channel)
+				if err != nil {
+					return err
+				}
+				if c.state.fold(le.At.UnixNano(), CallbackStatus(le.Source)) {
+					c.dirty = true
+				}
+				if err := w.tx.AppendEvent(w.ctx, *le); err != nil {
+					return err
+				}
+				continue
+			}
 			p, err := w.get(le.Key)
 			if err != nil {
 				return err
@@ -608,6 +699,16 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 			}
 			le.Revision = p.revision
 			if err := w.tx.AppendEvent(w.ctx, *le); err != nil {
+				return err
+			}
+		}
+		for _, k := range r.also {
+			p, err := w.get(k)
+			if err != nil {
+				return err
+			}
+			p.state.compact(now)
+			if err := w.settle(r, p, now, appended); err != nil {
 				return err
 			}
 		}
@@ -629,6 +730,13 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 	for _, p := range w.order {
 		if p.dirty {
 			if err := w.tx.Put(w.ctx, p.key, store.State{Data: encodeState(&p.state), Revision: p.revision}); err != nil {
+				return err
+			}
+		}
+	}
+	for name, c := range w.chans {
+		if c.dirty {
+			if err := w.tx.Put(w.ctx, store.Key{Channel: name}, store.State{Data: encodeChannel(c.state)}); err != nil {
 				return err
 			}
 		}
@@ -682,6 +790,11 @@ func (w *batchWriter) get(k store.Key) (*pending, error) {
 func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store.Change) error {
 	s := &p.state
 	lc := w.t.cfg.Limits
+	c, err := w.channel(p.key.Channel)
+	if err != nil {
+		return err
+	}
+	s.callbacks, s.confirmedOnly = c.state, w.t.cfg.ConfirmedCallbacksOnly
 	cur := s.entryAt(s.floor, lc)
 	wake := s.wakeAfter(s.floor, lc)
 	if typ, end, ok := s.split(s.listed, cur, lc); ok {

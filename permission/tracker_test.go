@@ -79,11 +79,65 @@ func TestMissedInboundCallGrantsCallback(t *testing.T) {
 
 func TestCallbackSwitchedOffPerChannel(t *testing.T) {
 	f := newFixture(t, Config{})
-	f.tr.SetCallbackPermission(ch, false)
+	require.NoError(t, f.tr.SetCallbackPermission(f.ctx, ch, CallbackDisabled, t0))
 	assert.Empty(t, f.record(inbound("u1", "wacid.1", t0, false)))
 	assert.Empty(t, f.callable(t0))
-	f.tr.SetCallbackPermission(ch, true)
-	assert.Len(t, f.record(inbound("u1", "wacid.2", t0.Add(time.Minute), false)), 1)
+	require.NoError(t, f.tr.SetCallbackPermission(f.ctx, ch, CallbackEnabled, t0.Add(time.Second)))
+	c := f.record(inbound("u1", "wacid.2", t0.Add(time.Minute), false))
+	require.Len(t, c, 1)
+	assert.True(t, c[0].Entry.Unconfirmed, "a call alone is unconfirmed")
+	// Meta's reply confirms it.
+	c = f.record(Event{Type: EventGrant, Channel: ch, Contact: "u1", At: t0.Add(time.Minute + time.Second), ID: "wamid.auto",
+		Source: SourceCallback, Context: "wacid.2", ExpiresAt: t0.Add(DefaultTTL)})
+	require.Len(t, c, 1)
+	assert.False(t, c[0].Entry.Unconfirmed)
+	// A call while disabled is granted once Meta's reply for it arrives.
+	_, err := f.tr.Record(f.ctx, inbound("u2", "wacid.3", t0.Add(500*time.Millisecond), false)) // disabled then
+	require.NoError(t, err)
+	assert.NotContains(t, f.callable(f.clk.Now()), "u2")
+}
+
+// The setting is decided by event time, whatever the order: a DISABLED
+// setting that arrives late, older than a call, withdraws the call's
+// unconfirmed grant; an ENABLED one that arrives late grants it.
+func TestCallbackSettingIsOrderIndependent(t *testing.T) {
+	f := newFixture(t, Config{})
+	sub, err := f.tr.Subscribe(SubscribeOptions{After: f.tr.Revision()})
+	require.NoError(t, err)
+	defer sub.Close()
+	f.record(inbound("u1", "wacid.1", t0.Add(time.Hour), false))
+	assert.Equal(t, []string{"u1"}, f.callable(f.clk.Now()), "unknown setting: listed at once")
+	assert.Equal(t, Granted, next(t, sub).Type)
+
+	require.NoError(t, f.tr.SetCallbackPermission(f.ctx, ch, CallbackDisabled, t0))
+	assert.Empty(t, f.callable(f.clk.Now()), "disabled before the call: no callback grant")
+	assert.Equal(t, Revoked, next(t, sub).Type)
+
+	require.NoError(t, f.tr.SetCallbackPermission(f.ctx, ch, CallbackEnabled, t0.Add(30*time.Minute)))
+	assert.Equal(t, []string{"u1"}, f.callable(f.clk.Now()), "enabled again before the call")
+	assert.Equal(t, Granted, next(t, sub).Type)
+
+	// The same setting events in another order give the same answer.
+	g := newFixture(t, Config{})
+	g.clk.Set(f.clk.Now())
+	require.NoError(t, g.tr.SetCallbackPermission(g.ctx, ch, CallbackEnabled, t0.Add(30*time.Minute)))
+	g.record(inbound("u1", "wacid.1", t0.Add(time.Hour), false))
+	require.NoError(t, g.tr.SetCallbackPermission(g.ctx, ch, CallbackDisabled, t0))
+	assert.Equal(t, f.callable(f.clk.Now()), g.callable(g.clk.Now()))
+	x, err := g.tr.Explain(g.ctx, ch, "u1", time.Time{})
+	require.NoError(t, err)
+	assert.True(t, x.Callable)
+	assert.True(t, x.Entry.Unconfirmed)
+}
+
+func TestConfirmedCallbacksOnly(t *testing.T) {
+	f := newFixture(t, Config{ConfirmedCallbacksOnly: true})
+	assert.Empty(t, f.record(inbound("u1", "wacid.1", t0, true)), "a call alone lists nothing")
+	c := f.record(Event{Type: EventGrant, Channel: ch, Contact: "u1", At: t0.Add(time.Second), ID: "wamid.auto",
+		Source: SourceCallback, Context: "wacid.1", ExpiresAt: t0.Add(DefaultTTL)})
+	require.Len(t, c, 1)
+	assert.Equal(t, t0, c[0].Entry.GrantedAt, "confirmed: from the call's start")
+	assert.False(t, c[0].Entry.Unconfirmed)
 }
 
 func TestRevocationOrdering(t *testing.T) {

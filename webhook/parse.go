@@ -624,6 +624,14 @@ func (b *Batch) addSettings(path string, raw, entryTime json.RawMessage) {
 		return
 	}
 	b.Settings = append(b.Settings, s)
+	// Recorded with the other events: the tracker keeps the setting as the
+	// channel's state, decided by event time.
+	b.Events = append(b.Events, permission.Event{
+		Type: permission.EventCallbackSetting, Channel: s.Channel, At: s.At, Origin: permission.OriginWebhook,
+		Callback: map[CallbackPermission]permission.CallbackStatus{
+			CallbackEnabled: permission.CallbackEnabled, CallbackDisabled: permission.CallbackDisabled, CallbackNotSet: permission.CallbackUnknown,
+		}[s.CallbackPermission],
+	})
 }
 
 type parser struct {

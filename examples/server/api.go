@@ -131,6 +131,10 @@ type contactJSON struct {
 	CallsLeft        int        `json:"calls_left"`
 	UnansweredStreak int        `json:"unanswered_streak"`
 	Warning          string     `json:"warning,omitempty"`
+	// Unconfirmed: granted by the user's call alone, before Meta's
+	// automatic callback reply (issue 14's contract).
+	Unconfirmed       bool   `json:"unconfirmed"`
+	UnconfirmedReason string `json:"unconfirmed_reason,omitempty"`
 }
 
 func toContactJSON(e permission.Entry, name string) contactJSON {
@@ -138,7 +142,8 @@ func toContactJSON(e permission.Entry, name string) contactJSON {
 		Contact: e.Contact, Name: name, Kind: string(e.Kind), Source: string(e.Source),
 		GrantedAt: e.GrantedAt.UTC(), ExpiresAt: timeOrNil(e.ExpiresAt),
 		CallsLeft: e.CallsLeft, UnansweredStreak: e.UnansweredStreak,
-		Warning: streakWarning(e.UnansweredStreak),
+		Warning:     streakWarning(e.UnansweredStreak),
+		Unconfirmed: e.Unconfirmed, UnconfirmedReason: e.UnconfirmedReason(),
 	}
 	return c
 }
@@ -297,6 +302,8 @@ type explanationJSON struct {
 	RequestReason     string         `json:"request_reason"`
 	RequestsLeft      int            `json:"requests_left"`
 	NextRequestAt     *time.Time     `json:"next_request_at"`
+	Unconfirmed       bool           `json:"unconfirmed"`
+	UnconfirmedReason string         `json:"unconfirmed_reason,omitempty"`
 	History           []evidenceJSON `json:"history"`
 }
 
@@ -347,6 +354,7 @@ func (s *server) explainContact(w http.ResponseWriter, r *http.Request) {
 		kind, source := string(x.Entry.Kind), string(x.Entry.Source)
 		out.Kind, out.Source = &kind, &source
 		out.GrantedAt, out.ExpiresAt = timeOrNil(x.Entry.GrantedAt), timeOrNil(x.Entry.ExpiresAt)
+		out.Unconfirmed, out.UnconfirmedReason = x.Entry.Unconfirmed, x.Entry.UnconfirmedReason()
 	}
 	for _, ev := range x.Evidence {
 		out.History = append(out.History, evidenceJSON{
