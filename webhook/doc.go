@@ -103,7 +103,9 @@
 // metadata.phone_number_id, timestamp (else entry.time), and
 // calling.callback_permission_status under phone_number_settings or
 // directly under the value: ENABLED, DISABLED or NOT_SET, any case, into
-// Batch.Settings (and OnSetting). A settings value without that field is
+// Batch.Settings (and OnSetting), and as a permission.EventCallbackSetting
+// (enabled, disabled, unknown) into Batch.Events, so the tracker records
+// it as the channel's state. A settings value without that field is
 // ignored.
 //
 // Timestamps (timestamp, expiration_timestamp, start_time, end_time) and
