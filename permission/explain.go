@@ -22,6 +22,9 @@ const (
 	StatusRejected         Status = "rejected"          // the user rejected a request
 	StatusRevokedProfile   Status = "revoked_profile"   // switched off from the business profile
 	StatusRevokedAutomatic Status = "revoked_automatic" // Meta revoked it after unanswered calls
+	// StatusRevokedReconciled: Meta's call_permissions answer said no
+	// permission, replacing what the ledger showed.
+	StatusRevokedReconciled Status = "revoked_reconciled"
 )
 
 // Evidence is one recorded event behind an explanation: a ledger event.
@@ -206,6 +209,8 @@ func (x *Explanation) revoked(r *revocation) {
 		x.Status, x.Reason = StatusRevokedProfile, "the user switched calls off from the business profile at "+stamp(x.Since)
 	case RevokeAutomatic:
 		x.Status, x.Reason = StatusRevokedAutomatic, "Meta revoked permission after unanswered calls at "+stamp(x.Since)
+	case RevokeReconciled:
+		x.Status, x.Reason = StatusRevokedReconciled, "Meta's call_permissions answer at "+stamp(x.Since)+" replaced ours: no permission"
 	default:
 		x.Status, x.Reason = StatusRejected, "the user rejected the permission request at "+stamp(x.Since)
 	}

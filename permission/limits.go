@@ -146,7 +146,7 @@ func statusReason(s Status) Reason {
 	switch s {
 	case StatusExpired:
 		return ReasonExpired
-	case StatusRejected, StatusRevokedAutomatic, StatusRevokedProfile:
+	case StatusRejected, StatusRevokedAutomatic, StatusRevokedProfile, StatusRevokedReconciled:
 		return ReasonRevoked
 	}
 	return ReasonNoPermission

@@ -32,6 +32,9 @@ const (
 	SourceInboundCall Source = "inbound_call"
 	// SourceProfile: the user switched calls on from the business profile.
 	SourceProfile Source = "profile"
+	// SourceReconcile: Meta's call_permissions answer said the user holds
+	// a permission the ledger did not show (a webhook that never arrived).
+	SourceReconcile Source = "reconcile"
 )
 
 // RevokeReason says why permission ended before its time.
@@ -41,6 +44,9 @@ const (
 	RevokeRejected  RevokeReason = "rejected"  // the user rejected a request
 	RevokeProfile   RevokeReason = "profile"   // switched off from the business profile
 	RevokeAutomatic RevokeReason = "automatic" // Meta revoked it after unanswered calls
+	// RevokeReconciled: Meta's call_permissions answer said no permission
+	// while the ledger showed one (a revoke or reject webhook was missed).
+	RevokeReconciled RevokeReason = "reconciled"
 )
 
 // Origin is where a recorded event came from.
@@ -294,7 +300,7 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 			e.Source = SourceRequest
 		}
 		switch e.Source {
-		case SourceRequest, SourceCallback, SourceProfile:
+		case SourceRequest, SourceCallback, SourceProfile, SourceReconcile:
 		case SourceInboundCall:
 			return e, invalid("source %q comes from EventInboundCall, not EventGrant", e.Source)
 		default:
@@ -314,7 +320,7 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 			e.Reason = RevokeRejected
 		}
 		switch e.Reason {
-		case RevokeRejected, RevokeProfile, RevokeAutomatic:
+		case RevokeRejected, RevokeProfile, RevokeAutomatic, RevokeReconciled:
 		default:
 			return e, invalid("unknown revoke reason %q", e.Reason)
 		}

@@ -195,9 +195,9 @@ func (s *pairState) span(g *permit) (start, end int64, src Source, ok bool) {
 	return start, end, src, ok
 }
 
-var sourceRank = map[Source]int{SourceInboundCall: 1, SourceRequest: 2, SourceCallback: 3, SourceProfile: 4}
+var sourceRank = map[Source]int{SourceInboundCall: 1, SourceRequest: 2, SourceCallback: 3, SourceProfile: 4, SourceReconcile: 5}
 
-var reasonRank = map[RevokeReason]int{RevokeRejected: 1, RevokeProfile: 2, RevokeAutomatic: 3}
+var reasonRank = map[RevokeReason]int{RevokeRejected: 1, RevokeProfile: 2, RevokeAutomatic: 3, RevokeReconciled: 4}
 
 func cmpGrant(a, b *permit) int {
 	if (a.call == "") != (b.call == "") {
