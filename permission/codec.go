@@ -35,6 +35,8 @@ func encodeState(s *pairState) []byte {
 		b = binary.AppendVarint(b, l.expires)
 		b = binary.AppendVarint(b, int64(l.callsLeft))
 		b = binary.AppendVarint(b, int64(l.streak))
+		b = appendString(b, l.waID)
+		b = appendString(b, l.userID)
 	} else {
 		b = append(b, 0)
 	}
@@ -66,6 +68,11 @@ func encodeState(s *pairState) []byte {
 		b = binary.AppendVarint(b, a.at)
 		b = appendString(b, a.kind)
 		b = appendString(b, a.id)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.ids)))
+	for _, x := range s.ids {
+		b = appendString(b, x.id)
+		b = binary.AppendVarint(b, x.since)
 	}
 	return b
 }
@@ -143,6 +150,7 @@ func decodeState(b []byte) (pairState, error) {
 		s.listed.source = Source(d.string())
 		s.listed.granted, s.listed.expires = d.varint(), d.varint()
 		s.listed.callsLeft, s.listed.streak = int(d.varint()), int(d.varint())
+		s.listed.waID, s.listed.userID = d.string(), d.string()
 	default:
 		d.fail()
 	}
@@ -175,10 +183,53 @@ func decodeState(b []byte) (pairState, error) {
 			s.act[i] = activity{at: at, kind: d.string(), id: d.string()}
 		}
 	}
+	if n := d.count(); n > 0 {
+		s.ids = make([]ident, n)
+		for i := range s.ids {
+			id := d.string()
+			s.ids[i] = ident{id: id, since: d.varint()}
+		}
+	}
 	if d.err != nil || len(d.b) != 0 {
 		return pairState{floor: none, wake: none}, errCorrupt
 	}
 	return s, nil
+}
+
+// An identifier that is not its person's contact is stored as an alias:
+// its key holds the contact it resolves to.
+const aliasCodecVersion = 3
+
+func encodeAlias(contact string) []byte {
+	return appendString([]byte{aliasCodecVersion}, contact)
+}
+
+// record kinds under a pair key.
+const (
+	recordNone = iota
+	recordPerson
+	recordAlias
+)
+
+// decodeRecord reads what a pair key holds: a person's state, or an alias
+// naming the person's contact.
+func decodeRecord(b []byte) (kind int, s pairState, alias string, err error) {
+	if len(b) > 0 && b[0] == aliasCodecVersion {
+		d := &decoder{b: b[1:]}
+		alias = d.string()
+		if d.err != nil || len(d.b) != 0 || alias == "" {
+			return recordNone, s, "", fmt.Errorf("%w: alias", errCorrupt)
+		}
+		return recordAlias, s, alias, nil
+	}
+	s, err = decodeState(b)
+	if err != nil {
+		return recordNone, s, "", err
+	}
+	if len(b) == 0 {
+		return recordNone, s, "", nil
+	}
+	return recordPerson, s, "", nil
 }
 
 // A channel's own state (its callback settings) is stored under the key

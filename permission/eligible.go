@@ -1,6 +1,7 @@
 package permission
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -208,11 +209,11 @@ func (t *Tracker) channelAt(ctx context.Context, channel string, at time.Time) (
 	n := at.UnixNano()
 	cb := channelOf(asOf(byContact[""], at, time.Time{}))
 	delete(byContact, "")
-	for contact, evs := range byContact {
+	for _, evs := range persons(byContact) {
 		s := foldLedger(asOf(evs, at, time.Time{}))
 		s.callbacks, s.confirmedOnly = cb, t.cfg.ConfirmedCallbacksOnly
 		if l := s.entryAt(n, t.cfg.Limits); l.ok {
-			idx.apply(store.Key{Channel: channel, Contact: contact}, l, true, none)
+			idx.apply(store.Key{Channel: channel, Contact: s.contact()}, l, true, none)
 		}
 	}
 	return idx.channel(channel, false), nil
@@ -291,5 +292,42 @@ func (t *Tracker) Channels() []string {
 	}
 	t.mu.RUnlock()
 	slices.Sort(out)
+	return out
+}
+
+// persons groups a channel's events by person: identifiers an event
+// carried together are one person (union-find over Contact and Aliases).
+func persons(byContact map[string][]store.LedgerEvent) [][]store.LedgerEvent {
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(x string) string {
+		if p, ok := parent[x]; ok && p != x {
+			r := find(p)
+			parent[x] = r
+			return r
+		}
+		parent[x] = x
+		return x
+	}
+	for contact, evs := range byContact {
+		find(contact)
+		for _, e := range evs {
+			for _, a := range e.Aliases {
+				if ra, rc := find(a), find(contact); ra != rc {
+					parent[ra] = rc
+				}
+			}
+		}
+	}
+	groups := map[string][]store.LedgerEvent{}
+	for contact, evs := range byContact {
+		r := find(contact)
+		groups[r] = append(groups[r], evs...)
+	}
+	out := make([][]store.LedgerEvent, 0, len(groups))
+	for _, evs := range groups {
+		slices.SortFunc(evs, func(a, b store.LedgerEvent) int { return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Seq, b.Seq)) })
+		out = append(out, evs)
+	}
 	return out
 }

@@ -104,8 +104,7 @@ func (t *Tracker) Explain(ctx context.Context, channel, contact string, now time
 	if err := t.checkHorizon(now, clockNow); err != nil {
 		return Explanation{}, err
 	}
-	k := store.Key{Channel: channel, Contact: contact}
-	evs, err := ledgerOfPair(ctx, t.store, k)
+	k, evs, err := t.personLedger(ctx, channel, contact)
 	if err != nil {
 		return Explanation{}, err
 	}
@@ -117,6 +116,51 @@ func (t *Tracker) Explain(ctx context.Context, channel, contact string, now time
 	x := explain(k, evs, channelOf(asOf(chEvs, now, o.knownAt)), t.cfg.ConfirmedCallbacksOnly, now, t.cfg.Limits)
 	x.KnownAt = o.knownAt
 	return x, nil
+}
+
+// personLedger resolves any identifier of a person (phone number, with or
+// without "+" and separators, BSUID or parent BSUID) to the person's
+// contact and reads the ledger events of all the person's identifiers, in
+// (At, Seq) order.
+func (t *Tracker) personLedger(ctx context.Context, channel, contact string) (store.Key, []store.LedgerEvent, error) {
+	k := store.Key{Channel: channel, Contact: NormalizeContact(contact)}
+	ids := []string{k.Contact}
+	for range 2 {
+		st, err := t.store.Get(ctx, k)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return k, nil, err
+		}
+		kind, s, alias, err := decodeRecord(st.Data)
+		if err != nil {
+			return k, nil, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
+		}
+		if kind == recordAlias {
+			k.Contact = alias
+			continue
+		}
+		if kind == recordPerson && len(s.ids) > 0 {
+			ids = ids[:0]
+			for _, x := range s.ids {
+				ids = append(ids, x.id)
+			}
+		}
+		break
+	}
+	var evs []store.LedgerEvent
+	for _, id := range ids {
+		more, err := ledgerOfPair(ctx, t.store, store.Key{Channel: channel, Contact: id})
+		if err != nil {
+			return k, nil, err
+		}
+		evs = append(evs, more...)
+	}
+	if len(ids) > 1 {
+		slices.SortFunc(evs, func(a, b store.LedgerEvent) int { return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Seq, b.Seq)) })
+	}
+	return k, evs, nil
 }
 
 // checkHorizon refuses instants the ledger no longer holds.

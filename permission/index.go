@@ -32,11 +32,13 @@ type slot struct {
 	callsLeft int32
 	streak    int32
 	wake      int64 // unix ns, none for no wake-up
+	waID      string
+	userID    string
 }
 
 func (s *slot) entry() Entry {
 	e := Entry{Channel: s.ch.name, Contact: s.contact, Source: s.source, GrantedAt: time.Unix(0, s.granted).UTC(), Kind: Permanent,
-		CallsLeft: int(s.callsLeft), UnansweredStreak: int(s.streak)}
+		CallsLeft: int(s.callsLeft), UnansweredStreak: int(s.streak), WaID: s.waID, UserID: s.userID}
 	if s.expires != never {
 		e.Kind = Temporary
 		e.ExpiresAt = time.Unix(0, s.expires).UTC()
@@ -136,6 +138,7 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 	if ok {
 		s.kind, s.source, s.granted, s.expires = l.kind, l.source, l.granted, l.expires
 		s.callsLeft, s.streak = int32(l.callsLeft), int32(l.streak)
+		s.waID, s.userID = l.waID, l.userID
 		c.byExpiry.ReplaceOrInsert(expiryItem(s))
 		c.byRecent.ReplaceOrInsert(recentItem(s))
 		c.listed++

@@ -18,7 +18,7 @@ import (
 // its status in Source.
 func ledgerEvent(e Event, ttl time.Duration, recorded time.Time) store.LedgerEvent {
 	le := store.LedgerEvent{
-		Key: store.Key{Channel: e.Channel, Contact: e.Contact}, Type: e.Type.String(), ID: e.ID, Context: e.Context,
+		Key: store.Key{Channel: e.Channel, Contact: e.Contact}, Type: e.Type.String(), Aliases: e.Aliases, ID: e.ID, Context: e.Context,
 		At: e.At, ExpiresAt: e.ExpiresAt, Permanent: e.Permanent, Connected: e.Connected,
 		Source: string(e.Source), Reason: string(e.Reason), Origin: string(e.Origin), RecordedAt: recorded,
 	}
@@ -45,6 +45,9 @@ func dedupeKey(le *store.LedgerEvent) string {
 		b = append(b, s...)
 	}
 	str(le.Key.Contact)
+	for _, a := range le.Aliases {
+		str(a)
+	}
 	str(le.Type)
 	str(le.ID)
 	str(le.Context)
@@ -80,6 +83,7 @@ func recOf(le *store.LedgerEvent, ref int) rec {
 		typ: eventTypeByName[le.Type], id: le.ID, ctx: le.Context, at: le.At.UnixNano(), exp: toNs(le.ExpiresAt),
 		connected: le.Connected, source: Source(le.Source), reason: RevokeReason(le.Reason), ref: ref,
 		recorded: toNs(le.RecordedAt),
+		ids:      append([]string{le.Key.Contact}, le.Aliases...),
 	}
 	if le.Permanent {
 		r.exp = never

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -80,6 +81,12 @@ const (
 	// whether the user picked up; unanswered or rejected calls build the
 	// unanswered streak.
 	EventBusinessCall
+	// EventIdentity: Meta showed that the identifiers of the event (Contact
+	// and Aliases) name one person: a user_changed_number or
+	// user_changed_user_id system message. It grants nothing; the person
+	// keeps their history under the new identifiers, and the old ones stay
+	// resolvable.
+	EventIdentity
 	// EventCallbackSetting: the channel's callback permission setting
 	// (Meta's callback_permission_status) is Callback from At on. It names
 	// no contact. Whether an inbound call grants a callback depends on the
@@ -100,6 +107,7 @@ const (
 var eventTypeNames = map[EventType]string{
 	EventGrant: "grant", EventRevoke: "revoke", EventInboundCall: "inbound_call",
 	EventRequestSent: "request_sent", EventBusinessCall: "business_call", EventCallbackSetting: "callback_setting",
+	EventIdentity: "identity",
 }
 
 func (t EventType) String() string {
@@ -114,8 +122,12 @@ func (t EventType) String() string {
 // events it has seen: duplicates and arrival order do not matter.
 type Event struct {
 	Type    EventType
-	Channel string    // business phone number id (metadata.phone_number_id)
-	Contact string    // the user's wa_id, or BSUID when no phone is known
+	Channel string // business phone number id (metadata.phone_number_id)
+	Contact string // the user's wa_id, or BSUID when no phone is known
+	// Aliases are the user's other identifiers that Meta showed with this
+	// event (the BSUID beside a wa_id, a parent BSUID, a new number): all
+	// name one person of the channel, whose events count together.
+	Aliases []string
 	At      time.Time // when it happened, by Meta's timestamp
 	// ID is Meta's message (wamid.…) or call (wacid.…) id. Optional for
 	// grants and revokes; required for EventRequestSent and call events so
@@ -165,6 +177,12 @@ type Entry struct {
 	// lists only confirmed ones).
 	Unconfirmed bool
 
+	// WaID and UserID are the person's phone number (digits) and BSUID, as
+	// far as Meta has shown them; either may be empty. Contact is one of
+	// the person's identifiers: the newest BSUID when one is known (Meta
+	// recommends it), else the newest phone number.
+	WaID, UserID string
+
 	// CallsLeft is how many business-initiated calls may still connect in
 	// the current call window, and UnansweredStreak how many calls in a row
 	// went unanswered (see Limits), both as of the listing or change.
@@ -206,6 +224,12 @@ type Change struct {
 	Revision int64
 	Type     ChangeType
 	At       time.Time // event time, or the expiry instant for Expired
+	// Replaces lists contacts that were listed for the same person under
+	// another identifier (two identifiers joined into one person, or the
+	// person's Contact changed). A subscriber removes those rows and
+	// applies the change to Entry.Contact, in one step, so the person is
+	// never shown twice nor lost.
+	Replaces []string
 	// Entry is the entry after the change, or for Revoked and Expired the
 	// entry that ended.
 	Entry Entry
@@ -233,6 +257,29 @@ var (
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidEvent, fmt.Sprintf(format, args...))
+}
+
+// maxAliases bounds the identifiers one event may join.
+const maxAliases = 8
+
+// NormalizeContact turns a phone number as a CRM writes it ("+34 612-34-56
+// 78") into Meta's wa_id digits; other identifiers (BSUIDs) are returned
+// unchanged.
+func NormalizeContact(id string) string {
+	digits := make([]byte, 0, len(id))
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case c >= '0' && c <= '9':
+			digits = append(digits, c)
+		case c == '+' && len(digits) == 0, c == ' ', c == '-', c == '(', c == ')':
+		default:
+			return id // not a phone number
+		}
+	}
+	if len(digits) == 0 {
+		return id
+	}
+	return string(digits)
 }
 
 // MaxIDLength is the longest identifier (channel, contact, event id,
@@ -272,6 +319,29 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 		if err := checkID(f.what, f.v, f.required); err != nil {
 			return e, err
 		}
+	}
+	e.Contact = NormalizeContact(e.Contact)
+	if len(e.Aliases) > 0 {
+		if e.Type == EventCallbackSetting {
+			return e, invalid("callback setting with aliases")
+		}
+		if len(e.Aliases) > maxAliases {
+			return e, invalid("more than %d aliases", maxAliases)
+		}
+		aliases := make([]string, 0, len(e.Aliases))
+		for _, a := range e.Aliases {
+			if err := checkID("alias", a, true); err != nil {
+				return e, err
+			}
+			if a = NormalizeContact(a); a != e.Contact && !slices.Contains(aliases, a) {
+				aliases = append(aliases, a)
+			}
+		}
+		slices.Sort(aliases)
+		e.Aliases = aliases
+	}
+	if e.Type == EventIdentity && len(e.Aliases) == 0 {
+		return e, invalid("identity event without aliases")
 	}
 	if e.Origin == "" {
 		e.Origin = OriginHost
@@ -328,6 +398,8 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 		if e.ID == "" {
 			return e, invalid("%s event without an id", e.Type)
 		}
+	case EventIdentity:
+		// Only identifiers (checked above).
 	case EventCallbackSetting:
 		if e.Contact != "" {
 			return e, invalid("callback setting of a channel names no contact (got %q)", e.Contact)

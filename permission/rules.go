@@ -69,7 +69,8 @@ type rec struct {
 	connected bool
 	source    Source
 	reason    RevokeReason
-	ref       int // index in the events an explanation folds; -1 in the cache
+	ids       []string // the identifiers the event carried: contact, then aliases
+	ref       int      // index in the events an explanation folds; -1 in the cache
 }
 
 // permit is a grant as the rules keep it.
@@ -128,6 +129,7 @@ type listed struct {
 	source            Source
 	granted, expires  int64 // expires is never for permanent entries
 	callsLeft, streak int
+	waID, userID      string
 }
 
 type pairState struct {
@@ -136,7 +138,8 @@ type pairState struct {
 	act    []activity   // by (at, kind, id)
 	floor  int64        // latest instant recorded at; none before any event
 	listed listed
-	wake   int64 // next instant the clock changes the pair; none
+	wake   int64   // next instant the clock changes the pair; none
+	ids    []ident // the person's identifiers, by id
 
 	// Not part of the fold (not encoded): what the tracker knows of the
 	// channel when it evaluates the pair.
@@ -222,8 +225,129 @@ func cmpAct(a, b activity) int {
 	return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.kind, b.kind), cmp.Compare(a.id, b.id))
 }
 
+// ident is one of a person's identifiers and the earliest event time it
+// was seen at.
+type ident struct {
+	id    string
+	since int64
+}
+
+// isPhone reports whether an identifier is a phone number (wa_id digits)
+// rather than a BSUID.
+func isPhone(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if id[i] < '0' || id[i] > '9' {
+			return false
+		}
+	}
+	return id != ""
+}
+
+// addIdent adds an identifier, keeping its earliest sighting.
+func (s *pairState) addIdent(id string, at int64) bool {
+	i, found := slices.BinarySearchFunc(s.ids, id, func(x ident, id string) int { return cmp.Compare(x.id, id) })
+	if !found {
+		s.ids = slices.Insert(s.ids, i, ident{id, at})
+		return true
+	}
+	if at < s.ids[i].since {
+		s.ids[i].since = at
+		return true
+	}
+	return false
+}
+
+// contact is the identifier a person is listed under: the newest BSUID
+// (first seen latest), else the newest phone number; ties by the larger
+// string. A function of the set of identifiers and their first sightings.
+func (s *pairState) contact() string {
+	best, bestBSUID := -1, false
+	for i, x := range s.ids {
+		bsuid := !isPhone(x.id)
+		if best < 0 || (bsuid && !bestBSUID) ||
+			(bsuid == bestBSUID && cmp.Or(cmp.Compare(x.since, s.ids[best].since), cmp.Compare(x.id, s.ids[best].id)) > 0) {
+			best, bestBSUID = i, bsuid
+		}
+	}
+	if best < 0 {
+		return ""
+	}
+	return s.ids[best].id
+}
+
+// phoneAndUser are the person's newest phone number and newest BSUID.
+func (s *pairState) phoneAndUser() (waID, userID string) {
+	var ps, us int64 = none, none
+	for _, x := range s.ids {
+		if isPhone(x.id) {
+			if x.since > ps || (x.since == ps && x.id > waID) {
+				waID, ps = x.id, x.since
+			}
+		} else if x.since > us || (x.since == us && x.id > userID) {
+			userID, us = x.id, x.since
+		}
+	}
+	return waID, userID
+}
+
+// union folds another person's state into s: two identifiers Meta showed
+// together were two persons so far. Every part is a set or a max, so the
+// union equals the fold of both persons' events together.
+func (s *pairState) union(o *pairState) {
+	for _, g := range o.grants {
+		if g.call == "" {
+			i, found := slices.BinarySearchFunc(s.grants, &g, func(a permit, b *permit) int { return cmpGrant(&a, b) })
+			if !found {
+				s.grants = slices.Insert(s.grants, i, g)
+			}
+			continue
+		}
+		m := s.callGrant(g.call)
+		if g.callAt != none && (m.callAt == none || g.callAt < m.callAt) {
+			m.callAt = g.callAt
+		}
+		if g.callExp != none && m.callAt != none {
+			// As fold computes it: the call's own grant lasts its length
+			// from the call's start.
+			length := g.callExp - g.callAt
+			if m.callExp != none {
+				length = max(length, m.callExp-m.callAt)
+			}
+			m.callExp = m.callAt + length
+		}
+		if g.replyAt != none && (m.replyAt == none || cmp.Or(cmp.Compare(g.replyExp, m.replyExp), cmp.Compare(g.replyAt, m.replyAt), cmp.Compare(g.replyID, m.replyID)) > 0) {
+			m.replyAt, m.replyExp, m.replyID = g.replyAt, g.replyExp, g.replyID
+		}
+	}
+	for _, r := range o.revs {
+		i, found := slices.BinarySearchFunc(s.revs, &r, func(a revocation, b *revocation) int { return cmpRev(&a, b) })
+		if !found {
+			s.revs = slices.Insert(s.revs, i, r)
+		} else if r.eff < s.revs[i].eff {
+			s.revs[i].eff = r.eff
+		}
+	}
+	for _, a := range o.act {
+		s.addActivity(a)
+	}
+	for _, x := range o.ids {
+		s.addIdent(x.id, x.since)
+	}
+	if o.floor > s.floor {
+		s.floor = o.floor
+	}
+}
+
 // fold applies one event to s. It reports whether the derived state changed.
 func (s *pairState) fold(e rec) bool {
+	changed := false
+	for _, id := range e.ids {
+		changed = s.addIdent(id, e.at) || changed
+	}
+	return s.foldFacts(e) || changed
+}
+
+func (s *pairState) foldFacts(e rec) bool {
 	switch e.typ {
 	case EventGrant:
 		if e.source == SourceCallback && e.ctx != "" {
@@ -415,6 +539,7 @@ func (s *pairState) entryAt(t int64, lc LimitsConfig) listed {
 	}
 	b := s.budget(t, lc)
 	l.callsLeft, l.streak = b.CallsLeft, b.UnansweredStreak
+	l.waID, l.userID = s.phoneAndUser()
 	return l
 }
 
@@ -581,7 +706,8 @@ func (s *pairState) transition(prev, cur listed, at int64) (ChangeType, int64, b
 		}
 		return Revoked, at, true
 	case prev.ok && cur.ok && prev != cur:
-		if prev.kind == cur.kind && prev.source == cur.source && prev.granted == cur.granted && prev.expires == cur.expires {
+		if prev.kind == cur.kind && prev.source == cur.source && prev.granted == cur.granted && prev.expires == cur.expires &&
+			prev.waID == cur.waID && prev.userID == cur.userID {
 			return Updated, at, true
 		}
 		return Extended, at, true
@@ -621,7 +747,7 @@ func (s *pairState) split(prev, cur listed, lc LimitsConfig) (ChangeType, int64,
 
 func (l listed) entry(k store.Key) Entry {
 	e := Entry{Channel: k.Channel, Contact: k.Contact, Kind: l.kind, Source: l.source,
-		GrantedAt: fromNs(l.granted), CallsLeft: l.callsLeft, UnansweredStreak: l.streak}
+		GrantedAt: fromNs(l.granted), CallsLeft: l.callsLeft, UnansweredStreak: l.streak, WaID: l.waID, UserID: l.userID}
 	if l.kind == Temporary {
 		e.ExpiresAt = fromNs(l.expires)
 	}

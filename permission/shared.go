@@ -51,9 +51,12 @@ func (t *Tracker) relist(ctx context.Context) error {
 		if k.Contact == "" {
 			return nil // a channel's own state
 		}
-		s, err := decodeState(st.Data)
+		kind, s, _, err := decodeRecord(st.Data)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
+		}
+		if kind != recordPerson {
+			return nil // an alias: its person is listed under its own key
 		}
 		idx.apply(k, s.listed, s.listed.ok, s.wake)
 		return nil

@@ -204,9 +204,9 @@ func fromStore(c store.Change) Change {
 		Channel: c.Key.Channel, Contact: c.Key.Contact, Kind: Kind(c.Kind), Source: Source(c.Source),
 		GrantedAt: c.GrantedAt.UTC(), ExpiresAt: utcOrZero(c.ExpiresAt),
 		CallsLeft: c.CallsLeft, UnansweredStreak: c.UnansweredStreak,
-		Unconfirmed: Source(c.Source) == SourceInboundCall,
+		Unconfirmed: Source(c.Source) == SourceInboundCall, WaID: c.WaID, UserID: c.UserID,
 	}
-	return Change{Revision: c.Revision, Type: ChangeType(c.Type), At: c.At.UTC(), Entry: e}
+	return Change{Revision: c.Revision, Type: ChangeType(c.Type), At: c.At.UTC(), Entry: e, Replaces: c.Replaces}
 }
 
 func utcOrZero(t time.Time) time.Time {

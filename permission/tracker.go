@@ -185,9 +185,12 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 			missing = append(missing, k) // left by a migration: fold its ledger
 			return nil
 		}
-		s, err := decodeState(st.Data)
+		kind, s, _, err := decodeRecord(st.Data)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
+		}
+		if kind != recordPerson {
+			return nil // an alias: its person is listed under its own key
 		}
 		t.idx.apply(k, s.listed, s.listed.ok, s.wake)
 		return nil
@@ -535,12 +538,32 @@ func (t *Tracker) submit(ctx context.Context, r *request) error {
 	}
 }
 
-// pending is one pair being written by a batch.
+// pending is one person being written by a batch.
 type pending struct {
-	key      store.Key
+	key        store.Key // the person's contact; it moves as identifiers join
+	state      pairState
+	revision   int64
+	dirty      bool
+	aliasDirty bool            // the person's other identifiers must (re)point to key
+	replaced   []replacedEntry // entries this person was listed under another contact
+	into       *pending        // merged into this one (set on persons that joined another)
+}
+
+// replacedEntry is an entry listed under a contact that now names another
+// person's identifier (two persons joined, or the person's contact moved).
+type replacedEntry struct {
+	contact string
+	listed  listed
+}
+
+// rawRecord is what one pair key held when the batch read it.
+type rawRecord struct {
+	kind     int
 	state    pairState
+	alias    string
 	revision int64
-	dirty    bool
+	exists   bool
+	data     bool
 }
 
 // commit writes a batch in one store transaction: the new ledger events,
@@ -591,7 +614,8 @@ type batchWriter struct {
 	t     *Tracker
 	tx    store.Tx
 	ctx   context.Context
-	pairs map[store.Key]*pending
+	pairs map[store.Key]*pending // every identifier key of a person read so far → its person
+	raw   map[store.Key]rawRecord
 	order []*pending
 	chans map[string]*chanPending
 }
@@ -633,8 +657,12 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 	var keys []store.Key
 	for _, r := range batch {
 		for i := range r.events {
-			refs = append(refs, store.EventRef{Channel: r.events[i].Key.Channel, Dedupe: r.events[i].Dedupe})
-			keys = append(keys, r.events[i].Key, store.Key{Channel: r.events[i].Key.Channel})
+			le := &r.events[i]
+			refs = append(refs, store.EventRef{Channel: le.Key.Channel, Dedupe: le.Dedupe})
+			keys = append(keys, le.Key, store.Key{Channel: le.Key.Channel})
+			for _, a := range le.Aliases {
+				keys = append(keys, store.Key{Channel: le.Key.Channel, Contact: a})
+			}
 		}
 		keys = append(keys, r.also...)
 		keys = append(keys, r.wake...)
@@ -647,22 +675,8 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 		}
 		seen = known
 	}
-	if gm, ok := w.tx.(store.GetManyTx); ok && len(keys) > 1 {
-		got, err := gm.GetMany(w.ctx, uniqueKeys(keys))
-		if err != nil {
-			return err
-		}
-		for k, st := range got {
-			var err error
-			if k.Contact == "" {
-				_, err = w.addChannel(k.Channel, st)
-			} else {
-				_, err = w.add(k, st, true)
-			}
-			if err != nil {
-				return err
-			}
-		}
+	if err := w.prefetch(uniqueKeys(keys)); err != nil {
+		return err
 	}
 	for _, r := range batch {
 		r.changes = r.changes[:0]
@@ -687,13 +701,18 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 				}
 				continue
 			}
-			p, err := w.get(le.Key)
+			p, err := w.resolve(le.Key.Channel, append([]string{le.Key.Contact}, le.Aliases...))
 			if err != nil {
 				return err
 			}
+			n := len(p.state.ids)
 			p.state.fold(recOf(le, -1))
 			p.state.compact(now)
 			p.dirty = true
+			if len(p.state.ids) != n {
+				p.aliasDirty = true // a new identifier: point it at the person
+			}
+			w.rekey(p)
 			if err := w.settle(r, p, le.At.UnixNano(), appended); err != nil {
 				return err
 			}
@@ -703,9 +722,12 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 			}
 		}
 		for _, k := range r.also {
-			p, err := w.get(k)
+			p, err := w.person(k)
 			if err != nil {
 				return err
+			}
+			if p == nil {
+				continue
 			}
 			p.state.compact(now)
 			if err := w.settle(r, p, now, appended); err != nil {
@@ -713,11 +735,11 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 			}
 		}
 		for _, k := range r.wake {
-			p, err := w.get(k)
+			p, err := w.person(k)
 			if err != nil {
 				return err
 			}
-			if p.state.wake == none || p.state.wake > now {
+			if p == nil || p.state.wake == none || p.state.wake > now {
 				continue // handled by another tracker already
 			}
 			at := p.state.wake
@@ -728,9 +750,22 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 		}
 	}
 	for _, p := range w.order {
+		if p.into != nil {
+			continue // its identifiers are now the other person's
+		}
 		if p.dirty {
 			if err := w.tx.Put(w.ctx, p.key, store.State{Data: encodeState(&p.state), Revision: p.revision}); err != nil {
 				return err
+			}
+		}
+		if p.aliasDirty {
+			for _, x := range p.state.ids {
+				if x.id == p.key.Contact {
+					continue
+				}
+				if err := w.tx.Put(w.ctx, store.Key{Channel: p.key.Channel, Contact: x.id}, store.State{Data: encodeAlias(p.key.Contact)}); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -756,31 +791,166 @@ func uniqueKeys(keys []store.Key) []store.Key {
 	return out
 }
 
-func (w *batchWriter) add(k store.Key, st store.State, exists bool) (*pending, error) {
+// prefetch reads keys with GetMany when the transaction can (one round
+// trip), and then the persons the aliases among them name.
+func (w *batchWriter) prefetch(keys []store.Key) error {
+	gm, ok := w.tx.(store.GetManyTx)
+	if !ok || len(keys) < 2 {
+		return nil
+	}
+	for round := 0; round < 2 && len(keys) > 0; round++ {
+		got, err := gm.GetMany(w.ctx, keys)
+		if err != nil {
+			return err
+		}
+		var targets []store.Key
+		for _, k := range keys {
+			st, exists := got[k]
+			if k.Contact == "" {
+				if _, err := w.addChannel(k.Channel, st); err != nil {
+					return err
+				}
+				continue
+			}
+			rec, err := w.remember(k, st, exists)
+			if err != nil {
+				return err
+			}
+			if rec.kind == recordAlias {
+				if t := (store.Key{Channel: k.Channel, Contact: rec.alias}); w.raw[t].kind == recordNone && !w.raw[t].exists {
+					targets = append(targets, t)
+				}
+			}
+		}
+		keys = uniqueKeys(targets)
+	}
+	return nil
+}
+
+// remember decodes what a key held.
+func (w *batchWriter) remember(k store.Key, st store.State, exists bool) (rawRecord, error) {
 	if exists && st.Data == nil {
 		// Only a migration leaves a stored pair without a cached state,
 		// and New rebuilds every such pair before it returns.
-		return nil, fmt.Errorf("permission: %s/%s has no cached state: open a new Tracker on this store to rebuild it from the ledger", k.Channel, k.Contact)
+		return rawRecord{}, fmt.Errorf("permission: %s/%s has no cached state: open a new Tracker on this store to rebuild it from the ledger", k.Channel, k.Contact)
 	}
-	s, err := decodeState(st.Data)
+	kind, s, alias, err := decodeRecord(st.Data)
 	if err != nil {
-		return nil, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
+		return rawRecord{}, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
 	}
-	p := &pending{key: k, state: s, revision: st.Revision}
-	w.pairs[k] = p
-	w.order = append(w.order, p)
-	return p, nil
+	rec := rawRecord{kind: kind, state: s, alias: alias, revision: st.Revision, exists: exists}
+	if w.raw == nil {
+		w.raw = make(map[store.Key]rawRecord)
+	}
+	w.raw[k] = rec
+	return rec, nil
 }
 
-func (w *batchWriter) get(k store.Key) (*pending, error) {
-	if p := w.pairs[k]; p != nil {
-		return p, nil
+func (w *batchWriter) load(k store.Key) (rawRecord, error) {
+	if rec, ok := w.raw[k]; ok {
+		return rec, nil
 	}
 	st, err := w.tx.Get(w.ctx, k)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, err
+		return rawRecord{}, err
 	}
-	return w.add(k, st, err == nil)
+	return w.remember(k, st, err == nil)
+}
+
+// person returns the person an identifier names, nil when none yet.
+func (w *batchWriter) person(k store.Key) (*pending, error) {
+	for depth := 0; ; depth++ {
+		if p := w.pairs[k]; p != nil {
+			for p.into != nil {
+				p = p.into
+			}
+			return p, nil
+		}
+		rec, err := w.load(k)
+		if err != nil {
+			return nil, err
+		}
+		switch rec.kind {
+		case recordNone:
+			return nil, nil
+		case recordAlias:
+			if depth > 0 {
+				return nil, fmt.Errorf("permission: %s/%s: an alias names an alias", k.Channel, k.Contact)
+			}
+			k = store.Key{Channel: k.Channel, Contact: rec.alias}
+			continue
+		}
+		p := &pending{key: k, state: rec.state, revision: rec.revision}
+		if len(p.state.ids) == 0 {
+			p.state.addIdent(k.Contact, p.state.floor)
+		}
+		w.register(p)
+		return p, nil
+	}
+}
+
+// register makes every identifier of p resolve to p in this batch.
+func (w *batchWriter) register(p *pending) {
+	if w.pairs == nil {
+		w.pairs = make(map[store.Key]*pending)
+	}
+	w.pairs[p.key] = p
+	for _, x := range p.state.ids {
+		w.pairs[store.Key{Channel: p.key.Channel, Contact: x.id}] = p
+	}
+	w.order = append(w.order, p)
+}
+
+// resolve returns the one person the identifiers name, joining the persons
+// they named so far into one (the union of their states), or a new person.
+func (w *batchWriter) resolve(channel string, ids []string) (*pending, error) {
+	var persons []*pending
+	for _, id := range ids {
+		p, err := w.person(store.Key{Channel: channel, Contact: id})
+		if err != nil {
+			return nil, err
+		}
+		if p != nil && !slices.Contains(persons, p) {
+			persons = append(persons, p)
+		}
+	}
+	if len(persons) == 0 {
+		p := &pending{key: store.Key{Channel: channel, Contact: ids[0]}, state: pairState{floor: none, wake: none}}
+		w.register(p)
+		return p, nil
+	}
+	base := persons[0]
+	for _, o := range persons[1:] {
+		base.state.union(&o.state)
+		base.replaced = append(base.replaced, o.replaced...)
+		if o.state.listed.ok {
+			base.replaced = append(base.replaced, replacedEntry{o.key.Contact, o.state.listed})
+		}
+		o.into = base
+		base.dirty, base.aliasDirty = true, true
+		for _, x := range o.state.ids {
+			w.pairs[store.Key{Channel: channel, Contact: x.id}] = base
+		}
+	}
+	for _, id := range ids {
+		w.pairs[store.Key{Channel: channel, Contact: id}] = base
+	}
+	return base, nil
+}
+
+// rekey moves a person to the contact its identifiers now choose; the
+// entry listed under the old contact is replaced by the new one's.
+func (w *batchWriter) rekey(p *pending) {
+	c := p.state.contact()
+	if c == "" || c == p.key.Contact {
+		return
+	}
+	if p.state.listed.ok {
+		p.replaced = append(p.replaced, replacedEntry{p.key.Contact, p.state.listed})
+	}
+	p.state.listed = listed{}
+	p.key = store.Key{Channel: p.key.Channel, Contact: c}
+	p.dirty, p.aliasDirty = true, true
 }
 
 // settle compares the pair's entry at its floor with the one last listed
@@ -797,12 +967,39 @@ func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store
 	s.callbacks, s.confirmedOnly = c.state, w.t.cfg.ConfirmedCallbacksOnly
 	cur := s.entryAt(s.floor, lc)
 	wake := s.wakeAfter(s.floor, lc)
+	var replaces []string
+	for _, old := range p.replaced {
+		if old.contact == p.key.Contact && old.listed.ok && !s.listed.ok {
+			s.listed = old.listed // the row under this contact is the person's now
+		}
+	}
+	for _, old := range p.replaced {
+		if old.contact == p.key.Contact || !old.listed.ok {
+			continue
+		}
+		if cur.ok {
+			replaces = append(replaces, old.contact)
+			continue
+		}
+		// The joined person is not callable: the old entry ends.
+		typ, end, ok := s.ending(old.listed)
+		if !ok {
+			typ, end = Revoked, at
+		}
+		if err := w.appendChange(r, p, store.Key{Channel: p.key.Channel, Contact: old.contact}, typ, end, old.listed, s.listed, s.wake, nil, appended); err != nil {
+			return err
+		}
+	}
+	p.replaced = nil
 	if typ, end, ok := s.split(s.listed, cur, lc); ok {
-		if err := w.appendChange(r, p, typ, end, s.listed, listed{}, wake, appended); err != nil {
+		if err := w.appendChange(r, p, p.key, typ, end, s.listed, listed{}, wake, nil, appended); err != nil {
 			return err
 		}
 	}
 	typ, cat, ok := s.transition(s.listed, cur, at)
+	if !ok && len(replaces) > 0 {
+		typ, cat, ok = Extended, at, true // the same entry, now the only one of the person
+	}
 	if !ok {
 		if wake == s.wake {
 			return nil
@@ -813,16 +1010,20 @@ func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store
 	if typ == Revoked || typ == Expired {
 		entry = s.listed
 	}
-	return w.appendChange(r, p, typ, cat, entry, cur, wake, appended)
+	return w.appendChange(r, p, p.key, typ, cat, entry, cur, wake, replaces, appended)
 }
 
 // appendChange appends one change about entry to the log and makes after
 // and wake the pair's listed entry and wake-up instant.
-func (w *batchWriter) appendChange(r *request, p *pending, typ ChangeType, cat int64, entry, after listed, wake int64, appended *[]store.Change) error {
+func (w *batchWriter) appendChange(r *request, p *pending, key store.Key, typ ChangeType, cat int64, entry, after listed, wake int64, replaces []string, appended *[]store.Change) error {
 	s := &p.state
 	sc := store.Change{
-		Type: string(typ), Key: p.key, At: fromNs(cat), Kind: string(entry.kind), Source: string(entry.source),
-		GrantedAt: fromNs(entry.granted), CallsLeft: entry.callsLeft, UnansweredStreak: entry.streak, Wake: fromNs(wake),
+		Type: string(typ), Key: key, At: fromNs(cat), Kind: string(entry.kind), Source: string(entry.source),
+		GrantedAt: fromNs(entry.granted), CallsLeft: entry.callsLeft, UnansweredStreak: entry.streak,
+		WaID: entry.waID, UserID: entry.userID, Replaces: replaces,
+	}
+	if key == p.key {
+		sc.Wake = fromNs(wake)
 	}
 	if entry.ok && entry.kind == Temporary {
 		sc.ExpiresAt = fromNs(entry.expires)
@@ -835,8 +1036,11 @@ func (w *batchWriter) appendChange(r *request, p *pending, typ ChangeType, cat i
 		return err
 	}
 	sc.Revision = rev
-	s.listed, s.wake = after, wake
-	p.revision, p.dirty = rev, true
+	if key == p.key {
+		s.listed, s.wake = after, wake
+		p.revision = rev
+	}
+	p.dirty = true
 	*appended = append(*appended, sc)
 	r.changes = append(r.changes, fromStore(sc))
 	return nil
@@ -941,7 +1145,11 @@ func (t *Tracker) applyChanges(changes []store.Change) {
 		}
 		c := fromStore(*sc)
 		l := listed{ok: sc.Kind != "" && c.Type != Revoked && c.Type != Expired, kind: Kind(sc.Kind), source: Source(sc.Source),
-			granted: toNs(sc.GrantedAt), expires: never, callsLeft: sc.CallsLeft, streak: sc.UnansweredStreak}
+			granted: toNs(sc.GrantedAt), expires: never, callsLeft: sc.CallsLeft, streak: sc.UnansweredStreak,
+			waID: sc.WaID, userID: sc.UserID}
+		for _, old := range sc.Replaces {
+			t.idx.apply(store.Key{Channel: sc.Key.Channel, Contact: old}, listed{}, false, none)
+		}
 		if !sc.ExpiresAt.IsZero() {
 			l.expires = sc.ExpiresAt.UnixNano()
 		}

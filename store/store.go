@@ -76,6 +76,10 @@ type Change struct {
 	// permission.Entry).
 	CallsLeft        int
 	UnansweredStreak int
+	// WaID and UserID are the person's phone number and BSUID (either may
+	// be empty); Replaces the contacts this entry takes the place of.
+	WaID, UserID string
+	Replaces     []string
 	// Wake is the next instant at which the clock alone changes the pair
 	// (an expiry, a call slot freeing, a grant stamped ahead of the clock
 	// taking effect); zero for none.
@@ -95,7 +99,9 @@ type LedgerEvent struct {
 	// whose Dedupe is already stored on the same channel is a no-op.
 	Dedupe string
 	Type   string // opaque (permission.EventType's name), "revoke" for revocations
-	ID     string // Meta's message or call id, if any
+	// Aliases are the other identifiers of the user the event carried.
+	Aliases []string
+	ID      string // Meta's message or call id, if any
 	// Context is the id of the message or call the event answers.
 	Context   string
 	At        time.Time // event time

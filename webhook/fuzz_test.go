@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"testing"
 
 	"github.com/callready/callready/webhook"
@@ -98,7 +99,7 @@ func FuzzHandler(f *testing.F) {
 				t.Fatalf("200 but the recorder saw %d events in %d calls, body has %d", len(seen), calls, len(want.Events))
 			}
 			for i := range seen {
-				if seen[i] != want.Events[i] {
+				if !reflect.DeepEqual(seen[i], want.Events[i]) {
 					t.Fatalf("event %d: recorded %+v, body has %+v", i, seen[i], want.Events[i])
 				}
 			}

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -74,9 +75,32 @@ func (r *stateRow) state() (store.State, error) {
 
 // ledgerCols are the columns of the ledger table, in the order of
 // ledgerArgs (seq, assigned by the database, is read last).
-const ledgerCols = "channel, contact, dedupe, type, event_id, context, at, expires_at, flags, source, reason, origin, recorded_at, revision"
+const ledgerCols = "channel, contact, dedupe, type, event_id, context, at, expires_at, flags, source, reason, origin, recorded_at, revision, aliases"
 
-const numLedgerCols = 14
+const numLedgerCols = 15
+
+// encodeList stores a list of identifiers as a JSON array, NULL when empty.
+func encodeList(l []string) (any, error) {
+	if len(l) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(l)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+func decodeList(s sql.NullString) ([]string, error) {
+	if !s.Valid || s.String == "" {
+		return nil, nil
+	}
+	var l []string
+	if err := json.Unmarshal([]byte(s.String), &l); err != nil {
+		return nil, fmt.Errorf("sqlstore: decoding identifiers: %w", err)
+	}
+	return l, nil
+}
 
 // Bits of the ledger's flags column.
 const (
@@ -100,15 +124,24 @@ func ledgerArgs(e *store.LedgerEvent) ([]any, error) {
 	if e.Connected {
 		flags |= flagConnected
 	}
-	return []any{e.Key.Channel, e.Key.Contact, e.Dedupe, e.Type, e.ID, e.Context, ts[0], ts[1], flags, e.Source, e.Reason, e.Origin, ts[2], e.Revision}, nil
+	aliases, err := encodeList(e.Aliases)
+	if err != nil {
+		return nil, err
+	}
+	return []any{e.Key.Channel, e.Key.Contact, e.Dedupe, e.Type, e.ID, e.Context, ts[0], ts[1], flags, e.Source, e.Reason, e.Origin, ts[2], e.Revision, aliases}, nil
 }
 
 func scanLedger(rows *sql.Rows) (store.LedgerEvent, error) {
 	var e store.LedgerEvent
 	var at, exp, rec sql.NullInt64
 	var flags int
+	var aliases sql.NullString
 	if err := rows.Scan(&e.Key.Channel, &e.Key.Contact, &e.Dedupe, &e.Type, &e.ID, &e.Context, &at, &exp, &flags,
-		&e.Source, &e.Reason, &e.Origin, &rec, &e.Revision, &e.Seq); err != nil {
+		&e.Source, &e.Reason, &e.Origin, &rec, &e.Revision, &aliases, &e.Seq); err != nil {
+		return e, err
+	}
+	var err error
+	if e.Aliases, err = decodeList(aliases); err != nil {
 		return e, err
 	}
 	e.At, e.ExpiresAt, e.RecordedAt = fromNanos(at), fromNanos(exp), fromNanos(rec)
@@ -117,9 +150,9 @@ func scanLedger(rows *sql.Rows) (store.LedgerEvent, error) {
 }
 
 // changeCols are the columns of the changes table, in the order of changeArgs.
-const changeCols = "revision, type, channel, contact, at, kind, source, granted_at, expires_at, calls_left, unanswered_streak, wake"
+const changeCols = "revision, type, channel, contact, at, kind, source, granted_at, expires_at, calls_left, unanswered_streak, wake, wa_id, user_id, replaces"
 
-const numChangeCols = 12
+const numChangeCols = 15
 
 func changeArgs(c *store.Change) ([]any, error) {
 	at, err := nanos(c.At)
@@ -138,13 +171,24 @@ func changeArgs(c *store.Change) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []any{c.Revision, c.Type, c.Key.Channel, c.Key.Contact, at, c.Kind, c.Source, granted, expires, c.CallsLeft, c.UnansweredStreak, wake}, nil
+	replaces, err := encodeList(c.Replaces)
+	if err != nil {
+		return nil, err
+	}
+	return []any{c.Revision, c.Type, c.Key.Channel, c.Key.Contact, at, c.Kind, c.Source, granted, expires, c.CallsLeft, c.UnansweredStreak, wake,
+		c.WaID, c.UserID, replaces}, nil
 }
 
 func scanChange(rows *sql.Rows) (store.Change, error) {
 	var c store.Change
 	var at, granted, expires, wake sql.NullInt64
-	if err := rows.Scan(&c.Revision, &c.Type, &c.Key.Channel, &c.Key.Contact, &at, &c.Kind, &c.Source, &granted, &expires, &c.CallsLeft, &c.UnansweredStreak, &wake); err != nil {
+	var replaces sql.NullString
+	if err := rows.Scan(&c.Revision, &c.Type, &c.Key.Channel, &c.Key.Contact, &at, &c.Kind, &c.Source, &granted, &expires, &c.CallsLeft, &c.UnansweredStreak, &wake,
+		&c.WaID, &c.UserID, &replaces); err != nil {
+		return c, err
+	}
+	var err error
+	if c.Replaces, err = decodeList(replaces); err != nil {
 		return c, err
 	}
 	c.At, c.GrantedAt, c.ExpiresAt, c.Wake = fromNanos(at), fromNanos(granted), fromNanos(expires), fromNanos(wake)

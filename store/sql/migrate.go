@@ -115,7 +115,7 @@ func Migrations(d Dialect, prefix string) ([]Migration, error) {
 			`INSERT INTO ` + p + `migrations (version, name) VALUES (1, 'initial schema')`,
 		},
 	}, ledgerMigration(d, p)}
-	return append(migs, quarantineMigration(d, p)), nil
+	return append(migs, quarantineMigration(d, p), identityMigration(p)), nil
 }
 
 // ledgerMigration (version 2) adds the ledger, the opaque cached state of
@@ -175,6 +175,25 @@ func ledgerMigration(d Dialect, p string) Migration {
 	CASE WHEN ` + kind + ` IN ('call_connected', 'call_in_connected') THEN 2 ELSE 0 END,
 	'', '', 'migrated', ` + at + `, pr.revision ` + act,
 			`INSERT INTO ` + p + `migrations (version, name) VALUES (2, 'event ledger')`,
+		},
+	}
+}
+
+// identityMigration (version 4) records the identifiers of persons: the
+// aliases an event carried, and on change-log rows the person's phone
+// number and BSUID and the contacts the entry replaces (JSON arrays).
+// Identifiers that are not a person's contact are pairs rows holding an
+// alias (the tracker's encoding), so pairs need no change.
+func identityMigration(p string) Migration {
+	return Migration{
+		Version: 4,
+		Name:    "persons",
+		Statements: []string{
+			`ALTER TABLE ` + p + `ledger ADD COLUMN aliases TEXT`,
+			`ALTER TABLE ` + p + `changes ADD COLUMN wa_id TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE ` + p + `changes ADD COLUMN user_id TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE ` + p + `changes ADD COLUMN replaces TEXT`,
+			`INSERT INTO ` + p + `migrations (version, name) VALUES (4, 'persons')`,
 		},
 	}
 }
