@@ -104,16 +104,16 @@ func (t *Tracker) Explain(ctx context.Context, channel, contact string, now time
 	if err := t.checkHorizon(now, clockNow); err != nil {
 		return Explanation{}, err
 	}
-	k, evs, err := t.personLedger(ctx, channel, contact)
+	k, all, err := t.personLedger(ctx, channel, contact)
 	if err != nil {
 		return Explanation{}, err
 	}
-	evs = asOf(evs, now, o.knownAt)
+	evs := asOf(slices.Clone(all), now, o.knownAt)
 	chEvs, err := ledgerOfPair(ctx, t.store, store.Key{Channel: channel})
 	if err != nil {
 		return Explanation{}, err
 	}
-	x := explain(k, evs, channelOf(asOf(chEvs, now, o.knownAt)), t.cfg.ConfirmedCallbacksOnly, now, t.cfg.Limits)
+	x := explain(k, evs, all, channelOf(asOf(chEvs, now, o.knownAt)), t.cfg.ConfirmedCallbacksOnly, now, t.cfg.Limits)
 	x.KnownAt = o.knownAt
 	return x, nil
 }
@@ -182,8 +182,16 @@ func asOf(evs []store.LedgerEvent, at, knownAt time.Time) []store.LedgerEvent {
 }
 
 // explain is a pure function of a pair's events and an instant.
-func explain(k store.Key, evs []store.LedgerEvent, cb *channelState, confirmedOnly bool, now time.Time, lc LimitsConfig) Explanation {
+// Who the person is does not depend on the instant asked about: the
+// identifiers come from all their events (ids), the facts from evs.
+func explain(k store.Key, evs, ids []store.LedgerEvent, cb *channelState, confirmedOnly bool, now time.Time, lc LimitsConfig) Explanation {
 	s := foldLedger(evs)
+	for i := range ids {
+		s.addIdent(ids[i].Key.Contact, ids[i].At.UnixNano())
+		for _, a := range ids[i].Aliases {
+			s.addIdent(a, ids[i].At.UnixNano())
+		}
+	}
 	s.callbacks, s.confirmedOnly = cb, confirmedOnly
 	t := now.UnixNano()
 	x := Explanation{Channel: k.Channel, Contact: k.Contact, At: now, Limits: s.budget(t, lc)}

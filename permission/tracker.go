@@ -917,15 +917,16 @@ func (w *batchWriter) resolve(channel string, ids []string) (*pending, error) {
 	if len(persons) == 0 {
 		p := &pending{key: store.Key{Channel: channel, Contact: ids[0]}, state: pairState{floor: none, wake: none}}
 		w.register(p)
+		for _, id := range ids {
+			w.pairs[store.Key{Channel: channel, Contact: id}] = p
+		}
 		return p, nil
 	}
 	base := persons[0]
 	for _, o := range persons[1:] {
 		base.state.union(&o.state)
 		base.replaced = append(base.replaced, o.replaced...)
-		if o.state.listed.ok {
-			base.replaced = append(base.replaced, replacedEntry{o.key.Contact, o.state.listed})
-		}
+		base.replaced = append(base.replaced, replacedEntry{o.key.Contact, o.state.listed})
 		o.into = base
 		base.dirty, base.aliasDirty = true, true
 		for _, x := range o.state.ids {
@@ -945,9 +946,7 @@ func (w *batchWriter) rekey(p *pending) {
 	if c == "" || c == p.key.Contact {
 		return
 	}
-	if p.state.listed.ok {
-		p.replaced = append(p.replaced, replacedEntry{p.key.Contact, p.state.listed})
-	}
+	p.replaced = append(p.replaced, replacedEntry{p.key.Contact, p.state.listed})
 	p.state.listed = listed{}
 	p.key = store.Key{Channel: p.key.Channel, Contact: c}
 	p.dirty, p.aliasDirty = true, true
@@ -973,12 +972,16 @@ func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store
 			s.listed = old.listed // the row under this contact is the person's now
 		}
 	}
+	rowReplaced := false
 	for _, old := range p.replaced {
-		if old.contact == p.key.Contact || !old.listed.ok {
+		if old.contact == p.key.Contact || slices.Contains(replaces, old.contact) {
 			continue
 		}
-		if cur.ok {
+		if cur.ok || !old.listed.ok {
+			// Its row (if listed) and its wake-up go with the change
+			// below: the person is listed under p.key now.
 			replaces = append(replaces, old.contact)
+			rowReplaced = rowReplaced || old.listed.ok
 			continue
 		}
 		// The joined person is not callable: the old entry ends.
@@ -997,8 +1000,11 @@ func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store
 		}
 	}
 	typ, cat, ok := s.transition(s.listed, cur, at)
-	if !ok && len(replaces) > 0 {
+	if !ok && rowReplaced {
 		typ, cat, ok = Extended, at, true // the same entry, now the only one of the person
+	}
+	if !ok && len(replaces) > 0 {
+		typ, cat, ok = Scheduled, s.floor, true // only identifiers moved: tell the index
 	}
 	if !ok {
 		if wake == s.wake {

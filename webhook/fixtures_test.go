@@ -177,6 +177,18 @@ func runFixtures(t *testing.T, open openBackend) {
 			}},
 		},
 		{
+			// Identity changes grant nothing; they keep the user's history
+			// under the new identifier (see store/sql's identity tests).
+			file:     "system-user-changed-number.json",
+			statuses: map[string]permission.Status{"61498765432": permission.StatusNeverGranted},
+			messages: 1,
+		},
+		{
+			file:     "system-user-changed-user-id.json",
+			statuses: map[string]permission.Status{"AU.99998888777766665555": permission.StatusNeverGranted},
+			messages: 1,
+		},
+		{
 			file:        "message-status-app-too-old.json",
 			statuses:    map[string]permission.Status{sheena: permission.StatusNeverGranted},
 			statusCodes: []int{131026},

@@ -342,10 +342,17 @@ func TestOneRecordCallPerBody(t *testing.T) {
 	assert.Equal(t, 1, calls)
 	assert.Len(t, events, 1)
 
-	// A body with no events never calls the recorder.
+	// A text message whose contacts[] shows phone and BSUID records only
+	// that they name one person.
 	assert.Equal(t, http.StatusOK, post(t, h, readFixture(t, "message-text.json")))
+	calls, events = rec.seen()
+	assert.Equal(t, 2, calls)
+	assert.Equal(t, permission.EventIdentity, events[len(events)-1].Type)
+	assert.NotEmpty(t, events[len(events)-1].Aliases)
+	// A body with no events never calls the recorder.
+	assert.Equal(t, http.StatusOK, post(t, h, readFixture(t, "message-status-app-too-old.json")))
 	calls, _ = rec.seen()
-	assert.Equal(t, 1, calls)
+	assert.Equal(t, 2, calls)
 }
 
 func TestCallbacks(t *testing.T) {

@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"os"
@@ -133,7 +134,12 @@ func list(t testing.TB, tr *permission.Tracker, channel string) []listed {
 	require.NoError(t, err)
 	out := []listed{}
 	for _, e := range p.Entries {
-		out = append(out, listed{e.Contact, e.Kind, e.Source, e.GrantedAt, e.ExpiresAt})
+		// The fixtures name users by phone; an entry is listed under the
+		// person's BSUID when Meta sent one, with the phone beside it.
+		if e.WaID != "" && e.UserID != "" {
+			require.Equal(t, e.UserID, e.Contact, "listed under the BSUID")
+		}
+		out = append(out, listed{cmp.Or(e.WaID, e.Contact), e.Kind, e.Source, e.GrantedAt, e.ExpiresAt})
 	}
 	return out
 }

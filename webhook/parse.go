@@ -101,7 +101,22 @@ type ChannelContact struct {
 type Contact struct {
 	WaID   string // phone number digits without "+"; empty for username-only users
 	UserID string // business-scoped user id (BSUID), e.g. "US.1349…"; present from 2026
-	Name   string // profile name, when value.contacts carried one
+	// ParentUserID is the parent BSUID shared across enrolled portfolios
+	// (contacts[].parent_user_id), a further alias of the person.
+	ParentUserID string
+	Name         string // profile name, when value.contacts carried one
+}
+
+// Aliases are the identifiers of c other than Key: Meta showed them
+// together, so they name one person of the channel.
+func (c Contact) Aliases() []string {
+	var out []string
+	for _, id := range []string{c.WaID, c.UserID, c.ParentUserID} {
+		if id != "" && id != c.Key() && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // Key is the tracker's contact key: the wa_id, or the BSUID when no phone
@@ -306,17 +321,24 @@ type contactJSON struct {
 	Profile struct {
 		Name string `json:"name"`
 	} `json:"profile"`
-	WaID   string `json:"wa_id"`
-	UserID string `json:"user_id"`
+	WaID         string `json:"wa_id"`
+	UserID       string `json:"user_id"`
+	ParentUserID string `json:"parent_user_id"`
 }
 
 type messageJSON struct {
-	ID         string   `json:"id"`
-	From       string   `json:"from"`
-	FromUserID string   `json:"from_user_id"`
-	Timestamp  unixTime `json:"timestamp"`
-	Type       string   `json:"type"`
-	Context    *struct {
+	ID               string `json:"id"`
+	From             string `json:"from"`
+	FromUserID       string `json:"from_user_id"`
+	FromParentUserID string `json:"from_parent_user_id"`
+	System           *struct {
+		Type   string `json:"type"`
+		WaID   string `json:"wa_id"`
+		UserID string `json:"user_id"`
+	} `json:"system"`
+	Timestamp unixTime `json:"timestamp"`
+	Type      string   `json:"type"`
+	Context   *struct {
 		ID string `json:"id"`
 	} `json:"context"`
 	Text *struct {
@@ -654,19 +676,63 @@ func (p *parser) contact(waID, userID string) Contact {
 			if c.UserID == "" {
 				c.UserID = x.UserID
 			}
+			c.ParentUserID = x.ParentUserID
 			return c
 		}
 	}
 	if waID == "" && userID == "" && len(p.contacts) == 1 {
 		x := p.contacts[0]
-		return Contact{WaID: x.WaID, UserID: x.UserID, Name: x.Profile.Name}
+		return Contact{WaID: x.WaID, UserID: x.UserID, ParentUserID: x.ParentUserID, Name: x.Profile.Name}
 	}
 	return c
 }
 
+// join records that the identifiers of an item name one person, when it
+// shows more than one (the events of permission items carry them already).
+func (p *parser) join(c Contact, at time.Time, id string, src source) error {
+	aliases := c.Aliases()
+	if len(aliases) == 0 || at.IsZero() {
+		return nil
+	}
+	return p.checked(permission.Event{Type: permission.EventIdentity, Channel: p.channel, Contact: c.Key(), Aliases: aliases, At: at, ID: id}, src)
+}
+
+// checked checks e and adds it to the batch.
+func (p *parser) checked(e permission.Event, src source) error {
+	if err := p.check(&e); err != nil {
+		return err
+	}
+	p.emit(e, src)
+	return nil
+}
+
+// identityChange reads a system message: user_changed_number (from is the
+// old phone, system.wa_id the new one) or user_changed_user_id (from_user_id
+// the old BSUID, system.user_id or system.wa_id the new one). The person
+// keeps their history under the new identifier.
+func (p *parser) identityChange(typ, waID, userID string, old Contact, m messageJSON, src source) error {
+	var next string
+	switch strings.ToLower(typ) {
+	case "user_changed_number":
+		next = waID
+	case "user_changed_user_id":
+		next = cmp.Or(userID, waID)
+	default:
+		return nil // another system message: nothing about identity
+	}
+	if next == "" {
+		return malformed("%s without the new identifier", typ)
+	}
+	if err := storable("new user id", next); err != nil {
+		return err
+	}
+	aliases := append(old.Aliases(), next)
+	return p.checked(permission.Event{Type: permission.EventIdentity, Channel: p.channel, Contact: old.Key(), Aliases: aliases, At: m.Timestamp.t, ID: m.ID}, src)
+}
+
 // ids checks the identifiers of an item a host may store.
 func (p *parser) ids(id string, c Contact) error {
-	return cmp.Or(storable("id", id), storable("user id", c.WaID), storable("user id", c.UserID))
+	return cmp.Or(storable("id", id), storable("user id", c.WaID), storable("user id", c.UserID), storable("parent user id", c.ParentUserID))
 }
 
 // check completes e (Origin) and checks it against the tracker's rules
@@ -702,12 +768,25 @@ func (p *parser) message(src source) error {
 		return malformed("%v", err)
 	}
 	contact := p.contact(m.From, m.FromUserID)
+	if contact.ParentUserID == "" {
+		contact.ParentUserID = m.FromParentUserID
+	}
 	if err := p.ids(m.ID, contact); err != nil {
 		return err
 	}
 	contextID := ""
 	if m.Context != nil {
 		contextID = m.Context.ID
+	}
+	if m.Type == "system" && m.System != nil {
+		if err := p.identityChange(m.System.Type, m.System.WaID, m.System.UserID, contact, m, src); err != nil {
+			return err
+		}
+	} else if m.Type != "interactive" || m.Interactive == nil || m.Interactive.Type != "call_permission_reply" {
+		// An item that shows several identifiers of the user joins them.
+		if err := p.join(contact, m.Timestamp.t, m.ID, src); err != nil {
+			return err
+		}
 	}
 	if m.Type != "interactive" || m.Interactive == nil || m.Interactive.Type != "call_permission_reply" {
 		msg := Message{
@@ -724,7 +803,7 @@ func (p *parser) message(src source) error {
 	if r == nil {
 		return malformed("call_permission_reply without its object")
 	}
-	e := permission.Event{Channel: p.channel, Contact: contact.Key(), At: m.Timestamp.t, ID: m.ID, Context: contextID}
+	e := permission.Event{Channel: p.channel, Contact: contact.Key(), Aliases: contact.Aliases(), At: m.Timestamp.t, ID: m.ID, Context: contextID}
 	automatic := strings.EqualFold(r.ResponseSource, "automatic")
 	switch strings.ToLower(r.Response) {
 	case "accept":
@@ -803,7 +882,7 @@ func (p *parser) call(src source) error {
 
 	var e *permission.Event
 	if call.Event == "connect" || call.Event == "terminate" {
-		ev := permission.Event{Channel: p.channel, Contact: call.Contact.Key(), At: call.Timestamp, ID: call.ID, Connected: call.Connected}
+		ev := permission.Event{Channel: p.channel, Contact: call.Contact.Key(), Aliases: call.Contact.Aliases(), At: call.Timestamp, ID: call.ID, Connected: call.Connected}
 		switch dir {
 		case UserInitiated:
 			// The implicit callback grant runs from the call's own start.
@@ -860,7 +939,7 @@ func (p *parser) status(src source) error {
 	// RINGING says nothing about the outcome, nor does a technical failure.
 	if (st == "ACCEPTED" || st == "REJECTED") && !call.technicalFailure() {
 		e = &permission.Event{
-			Type: permission.EventBusinessCall, Channel: p.channel, Contact: contact.Key(),
+			Type: permission.EventBusinessCall, Channel: p.channel, Contact: contact.Key(), Aliases: contact.Aliases(),
 			At: call.Timestamp, ID: call.ID, Connected: call.Connected,
 		}
 		if err := p.check(e); err != nil {

@@ -38,7 +38,8 @@ func parseOne(t *testing.T, b []byte) permission.Event {
 
 func TestParsePermissionReplies(t *testing.T) {
 	at := unix(1767168000)
-	base := permission.Event{Channel: chanMain, Contact: "111", At: at, ID: "wamid.X", Origin: permission.OriginWebhook}
+	// The reply's contacts[] shows the BSUID beside the phone: an alias.
+	base := permission.Event{Channel: chanMain, Contact: "111", Aliases: []string{"US.1"}, At: at, ID: "wamid.X", Origin: permission.OriginWebhook}
 	with := func(f func(*permission.Event)) permission.Event { e := base; f(&e); return e }
 	tests := []struct {
 		name    string
@@ -151,6 +152,24 @@ func TestParseIdentity(t *testing.T) {
 		require.Len(t, batch.Messages, 1)
 		assert.Equal(t, webhook.Contact{UserID: "US.42", Name: "U"}, batch.Messages[0].Contact)
 	})
+	t.Run("number change", func(t *testing.T) {
+		batch, err := webhook.Parse(readFixture(t, "system-user-changed-number.json"))
+		require.NoError(t, err)
+		require.Len(t, batch.Events, 1)
+		e := batch.Events[0]
+		assert.Equal(t, permission.EventIdentity, e.Type)
+		assert.Equal(t, "61412345678", e.Contact, "from: the old number")
+		assert.Equal(t, []string{"61498765432"}, e.Aliases, "system.wa_id: the new number")
+	})
+	t.Run("BSUID change", func(t *testing.T) {
+		batch, err := webhook.Parse(readFixture(t, "system-user-changed-user-id.json"))
+		require.NoError(t, err)
+		require.Len(t, batch.Events, 1)
+		e := batch.Events[0]
+		assert.Equal(t, permission.EventIdentity, e.Type)
+		assert.Equal(t, "AU.11112222333344445555", e.Contact, "from_user_id: the old BSUID")
+		assert.Equal(t, []string{"AU.99998888777766665555"}, e.Aliases, "system.user_id: the new BSUID")
+	})
 	t.Run("phone filled in from contacts", func(t *testing.T) {
 		b := body("messages", `"contacts":[{"profile":{"name":"U"},"wa_id":"111","user_id":"US.42"}],"messages":[{"from_user_id":"US.42","id":"wamid.X","timestamp":"1767168000","type":"text","text":{"body":"hi"}}]`)
 		batch, err := webhook.Parse(b)
@@ -166,7 +185,7 @@ func TestParseIdentity(t *testing.T) {
 		b := body("calls", `"calls":[{"id":"wacid.B","from":"15550783881","to":"222","to_user_id":"US.2","event":"terminate","direction":"BUSINESS_INITIATED","timestamp":"1767168000","status":"COMPLETED","start_time":"1767167900","end_time":"1767168000","duration":100}]`)
 		batch, err := webhook.Parse(b)
 		require.NoError(t, err)
-		assert.Equal(t, []permission.Event{{Type: permission.EventBusinessCall, Channel: chanMain, Contact: "222", At: unix(1767168000), ID: "wacid.B", Connected: true, Origin: permission.OriginWebhook}}, batch.Events)
+		assert.Equal(t, []permission.Event{{Type: permission.EventBusinessCall, Channel: chanMain, Contact: "222", Aliases: []string{"US.2"}, At: unix(1767168000), ID: "wacid.B", Connected: true, Origin: permission.OriginWebhook}}, batch.Events)
 		require.Len(t, batch.Calls, 1)
 		c := batch.Calls[0]
 		assert.Equal(t, webhook.Contact{WaID: "222", UserID: "US.2"}, c.Contact)
