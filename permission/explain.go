@@ -118,36 +118,82 @@ func (t *Tracker) Explain(ctx context.Context, channel, contact string, now time
 	return x, nil
 }
 
-// personLedger resolves any identifier of a person (phone number, with or
-// without "+" and separators, BSUID or parent BSUID) to the person's
-// contact and reads the ledger events of all the person's identifiers, in
-// (At, Seq) order.
-func (t *Tracker) personLedger(ctx context.Context, channel, contact string) (store.Key, []store.LedgerEvent, error) {
-	k := store.Key{Channel: channel, Contact: NormalizeContact(contact)}
-	ids := []string{k.Contact}
+// Person is a user of one channel as the tracker knows them: every
+// identifier Meta showed together names the same person.
+type Person struct {
+	Channel string
+	// Contact is the identifier the person is listed under: the newest
+	// BSUID when one is known, else the newest phone number.
+	Contact string
+	// WaID and UserID are the newest phone number and BSUID (either may
+	// be empty).
+	WaID, UserID string
+	// IDs are all the person's identifiers, sorted: old numbers and BSUIDs
+	// stay resolvable.
+	IDs []string
+}
+
+// Person resolves any identifier of a user (a phone number, with or
+// without "+" and separators, a BSUID or a parent BSUID) to the person it
+// names on channel. An identifier never seen is a person of its own.
+func (t *Tracker) Person(ctx context.Context, channel, id string) (Person, error) {
+	if t.closed() {
+		return Person{}, ErrClosed
+	}
+	k, s, err := t.resolvePerson(ctx, channel, id)
+	if err != nil {
+		return Person{}, err
+	}
+	p := Person{Channel: channel, Contact: k.Contact}
+	for _, x := range s.ids {
+		p.IDs = append(p.IDs, x.id)
+	}
+	if len(p.IDs) == 0 {
+		p.IDs = []string{k.Contact}
+		s.addIdent(k.Contact, 0)
+	}
+	p.WaID, p.UserID = s.phoneAndUser()
+	return p, nil
+}
+
+// resolvePerson follows an identifier to its person's record.
+func (t *Tracker) resolvePerson(ctx context.Context, channel, id string) (store.Key, pairState, error) {
+	k := store.Key{Channel: channel, Contact: NormalizeContact(id)}
 	for range 2 {
 		st, err := t.store.Get(ctx, k)
 		if errors.Is(err, store.ErrNotFound) {
 			break
 		}
 		if err != nil {
-			return k, nil, err
+			return k, pairState{}, err
 		}
 		kind, s, alias, err := decodeRecord(st.Data)
 		if err != nil {
-			return k, nil, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
+			return k, pairState{}, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
 		}
 		if kind == recordAlias {
 			k.Contact = alias
 			continue
 		}
-		if kind == recordPerson && len(s.ids) > 0 {
-			ids = ids[:0]
-			for _, x := range s.ids {
-				ids = append(ids, x.id)
-			}
+		return k, s, nil
+	}
+	return k, pairState{floor: none, wake: none}, nil
+}
+
+// personLedger resolves any identifier of a person to the person's
+// contact and reads the ledger events of all the person's identifiers, in
+// (At, Seq) order.
+func (t *Tracker) personLedger(ctx context.Context, channel, contact string) (store.Key, []store.LedgerEvent, error) {
+	k, s, err := t.resolvePerson(ctx, channel, contact)
+	if err != nil {
+		return k, nil, err
+	}
+	ids := []string{k.Contact}
+	if len(s.ids) > 0 {
+		ids = ids[:0]
+		for _, x := range s.ids {
+			ids = append(ids, x.id)
 		}
-		break
 	}
 	var evs []store.LedgerEvent
 	for _, id := range ids {

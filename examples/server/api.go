@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -135,6 +136,23 @@ type contactJSON struct {
 	// automatic callback reply (issue 14's contract).
 	Unconfirmed       bool   `json:"unconfirmed"`
 	UnconfirmedReason string `json:"unconfirmed_reason,omitempty"`
+	// The person's phone number and BSUID (either may be empty); contact
+	// is one of them: the BSUID when known, else the phone.
+	WaID   string `json:"wa_id"`
+	UserID string `json:"user_id"`
+}
+
+// inboxKey is the identifier the inbox keeps a person's chat under: the
+// phone number when known (webhook.Contact.Key), else the BSUID.
+func inboxKey(e permission.Entry) string { return cmp.Or(e.WaID, e.Contact) }
+
+// inboxKeyOf resolves any identifier of a person to inboxKey's.
+func (s *server) inboxKeyOf(ctx context.Context, channel, id string) (string, error) {
+	p, err := s.tracker.Person(ctx, channel, id)
+	if err != nil {
+		return "", err
+	}
+	return cmp.Or(p.WaID, p.Contact), nil
 }
 
 func toContactJSON(e permission.Entry, name string) contactJSON {
@@ -144,6 +162,7 @@ func toContactJSON(e permission.Entry, name string) contactJSON {
 		CallsLeft: e.CallsLeft, UnansweredStreak: e.UnansweredStreak,
 		Warning:     streakWarning(e.UnansweredStreak),
 		Unconfirmed: e.Unconfirmed, UnconfirmedReason: e.UnconfirmedReason(),
+		WaID: e.WaID, UserID: e.UserID,
 	}
 	return c
 }
@@ -249,7 +268,7 @@ func (s *server) listCallable(w http.ResponseWriter, r *http.Request) {
 	}
 	contacts := make([]string, len(page.Entries))
 	for i, e := range page.Entries {
-		contacts[i] = e.Contact
+		contacts[i] = inboxKey(e)
 	}
 	names, err := s.inbox.names(r.Context(), ch, contacts)
 	if err != nil {
@@ -258,7 +277,7 @@ func (s *server) listCallable(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]contactJSON, len(page.Entries))
 	for i, e := range page.Entries {
-		out[i] = toContactJSON(e, names[e.Contact])
+		out[i] = toContactJSON(e, names[inboxKey(e)])
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"channel":     ch,
@@ -315,7 +334,12 @@ func (s *server) explainContact(w http.ResponseWriter, r *http.Request) {
 	contact := r.PathValue("contact")
 	ctx := r.Context()
 	now := s.clock.Now()
-	name, known, err := s.inbox.contact(ctx, ch, contact)
+	key, err := s.inboxKeyOf(ctx, ch, contact)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	name, known, err := s.inbox.contact(ctx, ch, key)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
@@ -371,7 +395,12 @@ func (s *server) contactMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	contact := r.PathValue("contact")
-	name, known, err := s.inbox.contact(r.Context(), ch, contact)
+	key, err := s.inboxKeyOf(r.Context(), ch, contact)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
+	}
+	name, known, err := s.inbox.contact(r.Context(), ch, key)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
@@ -380,7 +409,7 @@ func (s *server) contactMessages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown contact "+strconv.Quote(contact))
 		return
 	}
-	msgs, err := s.inbox.messages(r.Context(), ch, contact)
+	msgs, err := s.inbox.messages(r.Context(), ch, key)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return

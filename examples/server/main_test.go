@@ -219,7 +219,8 @@ func TestSendTestWebhook(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return e.get("/api/channels/106540352242922/callable", &list) == http.StatusOK && len(list.Contacts) == 1
 	}, 10*time.Second, 5*time.Millisecond)
-	assert.Equal(t, []string{"16505551234"}, contactsOf(list))
+	assert.Equal(t, []string{"US.13491208655302741918"}, contactsOf(list), "listed under the BSUID the fixture carries")
+	assert.Equal(t, "16505551234", list.Contacts[0].WaID)
 
 	err := run(context.Background(), []string{"-send-test-webhook", "-addr", addr}, envOf(map[string]string{"CALLREADY_APP_SECRET": "wrong"}), &out)
 	assert.ErrorContains(t, err, "403")

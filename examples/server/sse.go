@@ -21,6 +21,9 @@ type eventJSON struct {
 	Type     string    `json:"type"`
 	Revision int64     `json:"revision"`
 	At       time.Time `json:"at"`
+	// Replaces lists contacts that named the same person until now (two
+	// identifiers joined, or the contact changed): drop their rows.
+	Replaces []string `json:"replaces,omitempty"`
 }
 
 // events streams a channel's changes as Server-Sent Events. The page lists
@@ -133,13 +136,14 @@ func writeResync(w io.Writer, why string) {
 
 func (s *server) writeChange(ctx context.Context, w io.Writer, c permission.Change) error {
 	e := c.Entry
-	name, _, err := s.inbox.contact(ctx, e.Channel, e.Contact)
+	name, _, err := s.inbox.contact(ctx, e.Channel, inboxKey(e))
 	if err != nil {
 		return err
 	}
 	data, err := json.Marshal(eventJSON{
 		contactJSON: toContactJSON(e, name),
 		Channel:     e.Channel, Type: string(c.Type), Revision: c.Revision, At: c.At.UTC(),
+		Replaces: c.Replaces,
 	})
 	if err != nil {
 		return err

@@ -17,7 +17,7 @@ const SOURCES = {
   profile: "Profile opt-in",
 };
 // Filters and their URL parameters (bookmarkable, shareable views).
-const FILTERS = { q: "q", source: "f-source", within: "f-within", calls: "f-calls", sort: "sort" };
+const FILTERS = { q: "q", source: "f-source", within: "f-within", calls: "f-calls", confirmed: "f-confirmed", sort: "sort" };
 const WITHIN = { "2h": 2 * HOUR, "24h": DAY, "72h": 3 * DAY };
 
 const state = {
@@ -29,7 +29,7 @@ const state = {
   offset: 0, // server clock minus browser clock, ms
   es: null,
   loadSeq: 0,
-  filters: { q: "", source: "", within: "", calls: "", sort: "expiring" },
+  filters: { q: "", source: "", within: "", calls: "", confirmed: "", sort: "expiring" },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -377,7 +377,8 @@ function matches(e, t) {
     const digits = q.replace(/[\s+()-]/g, "");
     const hay = (e.name || "").toLowerCase();
     const byName = q && hay.includes(q);
-    const byContact = e.contact.toLowerCase().includes(q) || (/^\d+$/.test(digits) && e.contact.includes(digits));
+    const ids = [e.contact, e.wa_id || "", e.user_id || ""];
+    const byContact = ids.some((id) => id.toLowerCase().includes(q) || (/^\d+$/.test(digits) && id.includes(digits)));
     if (!byName && !byContact) return false;
   }
   switch (f.source) {
@@ -391,6 +392,9 @@ function matches(e, t) {
   }
   if (f.calls === "left" && !(e.calls_left > 0)) return false;
   if (f.calls === "none" && e.calls_left !== 0) return false;
+  // A call-back from the user's call alone, before Meta's automatic reply.
+  if (f.confirmed === "unconfirmed" && !e.unconfirmed) return false;
+  if (f.confirmed === "confirmed" && e.unconfirmed) return false;
   return true;
 }
 
@@ -458,13 +462,20 @@ function buildRow(e) {
   const open = el("button", "open");
   open.type = "button";
   const who = el("span", "who");
-  who.append(el("span", "name", e.name || phone(e.contact)), el("span", "num", e.name ? phone(e.contact) : "no profile name"));
+  // The phone number when Meta gave one, else the BSUID (username users).
+  const shown = e.wa_id || e.contact;
+  who.append(el("span", "name", e.name || phone(shown)), el("span", "num", e.name ? phone(shown) : "no profile name"));
   open.append(who);
   open.addEventListener("click", () => selectContact(e.contact, true));
 
   const perm = el("div", "perm");
   perm.append(el("span", "kind " + e.kind, e.kind === "permanent" ? "Permanent" : "Temporary"),
     el("span", "source", SOURCES[e.source] || e.source));
+  if (e.unconfirmed) {
+    const u = el("span", "unconfirmed", "Unconfirmed");
+    u.title = e.unconfirmed_reason || "";
+    perm.append(u);
+  }
 
   const timer = el("div", "timer");
   if (e.expires_at) {
@@ -486,17 +497,17 @@ function buildRow(e) {
   const actions = el("div", "actions");
   const call = el("button", "call", "Call");
   call.type = "button";
-  call.setAttribute("aria-label", "Call " + (e.name || phone(e.contact)));
+  call.setAttribute("aria-label", "Call " + (e.name || phone(shown)));
   call.addEventListener("click", (ev) => {
     ev.stopPropagation();
     callContact(e.contact, call);
   });
   const copy = el("button", "copy", "Copy");
   copy.type = "button";
-  copy.setAttribute("aria-label", "Copy the number " + e164(e.contact));
+  copy.setAttribute("aria-label", "Copy the number " + e164(shown));
   copy.addEventListener("click", (ev) => {
     ev.stopPropagation();
-    copyNumber(e.contact);
+    copyNumber(shown);
   });
   actions.append(call, copy);
 
@@ -601,6 +612,9 @@ function openStream(after, seq) {
     const here = c.channel === state.channel;
     // granted, extended, updated (only the call budget changed): the row
     // is replaced; revoked, expired: it goes.
+    // A person listed under another identifier until now (Meta joined two
+    // identifiers, or the person's contact changed): one row, not two.
+    for (const gone of c.replaces || []) entries.delete(gone);
     if (ev.type === "granted" || ev.type === "extended" || ev.type === "updated") {
       const old = entries.get(c.contact);
       if (!c.name && old) c.name = old.name;
