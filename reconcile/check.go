@@ -129,6 +129,13 @@ func (r *Reconciler) CheckContact(ctx context.Context, channel, contact string) 
 	if channel == "" || contact == "" {
 		return Result{}, fmt.Errorf("%w: channel and contact are required", ErrInvalidConfig)
 	}
+	// One check of a pair at a time: two at once (a round and a click)
+	// would both see the drift and record the correction twice.
+	unlock, err := r.pairs.lock(ctx, channel+"\x00"+contact)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
 	if err := r.limiter.wait(ctx); err != nil {
 		return Result{}, err
 	}

@@ -102,6 +102,7 @@ type Reconciler struct {
 	cfg     Config
 	clk     clock.Clock
 	limiter *limiter
+	pairs   keyedMutex
 
 	mu        sync.Mutex
 	stats     Stats

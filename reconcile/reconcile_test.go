@@ -533,3 +533,40 @@ func TestNewValidates(t *testing.T) {
 	_, err := reconcile.New(reconcile.Config{})
 	require.ErrorIs(t, err, reconcile.ErrInvalidConfig)
 }
+
+func TestConcurrentChecksRecordOnce(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, reconcile.Config{Burst: 8}, cloudapi.Config{})
+	e.grant(t, phone, start.Add(-time.Hour), start.Add(6*24*time.Hour), false)
+	var wg sync.WaitGroup
+	results := make([]reconcile.Result, 4)
+	errs := make([]error, len(results))
+	for i := range results {
+		wg.Go(func() { results[i], errs[i] = e.rec.CheckContact(ctx, channel, phone) })
+	}
+	wg.Wait()
+	drifted := 0
+	for i, r := range results {
+		require.NoError(t, errs[i])
+		drifted += len(r.Drift)
+	}
+	require.Equal(t, 1, drifted, "the first check corrects, the others agree")
+	require.Len(t, reconciled(e.explain(t, phone)), 1, "one revocation recorded")
+	require.Equal(t, int64(1), e.rec.Stats().Drift[reconcile.MissedRevoke])
+	require.Equal(t, int64(4), e.rec.Stats().Checks)
+}
+
+func TestCheckContactCancelled(t *testing.T) {
+	e := newEnv(t, reconcile.Config{Rate: 1, OnWait: func(time.Duration) {}}, cloudapi.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := e.rec.CheckContact(ctx, channel, phone) // takes the only token
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.rec.CheckContact(ctx, channel, phone) // waits a second on the mock clock
+		done <- err
+	}()
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	require.Len(t, e.gets.contacts(), 1)
+}
