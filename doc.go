@@ -16,8 +16,10 @@
 //   - package webhook: an http.Handler that verifies, parses and records
 //     Meta's webhook deliveries;
 //   - package cloudapi: a client for Meta's Cloud API calls that permissions
-//     need (send a permission request, GET call_permissions), with
-//     cloudapi/cloudapitest, a fake of them for tests and demos;
+//     need (send a permission request, GET call_permissions, GET settings),
+//     with cloudapi/cloudapitest, a fake of them for tests and demos;
+//   - package reconcile: checks the list against Meta's call_permissions
+//     answers within a rate and records each disagreement in the ledger;
 //   - examples/: reference servers built only on the public API.
 //
 // This root package holds no code; import the packages above.

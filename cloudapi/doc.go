@@ -38,6 +38,13 @@
 // max_allowed, current_usage, limit_expiration_time) become Permissions.
 // Unix times are accepted as numbers or strings.
 //
+// Settings is GET /<version>/<PHONE_NUMBER_ID>/settings: the calling
+// object's status, call_icon_visibility and callback_permission_status
+// (spec §8), read tolerantly (at the top level or under "settings", any
+// case; unknown fields ignored). CallingSettings.Callback maps the last to
+// the tracker's permission.CallbackStatus (NOT_SET and absent are
+// unknown); Meta's answer is the authority on the setting.
+//
 // # Errors
 //
 // Meta's error envelope,

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/callready/callready/permission"
 )
 
 func TestParseISODuration(t *testing.T) {
@@ -125,5 +127,28 @@ func FuzzDecodeError(f *testing.F) {
 		}
 		_ = e.Error()
 		_, _ = e.Reason()
+	})
+}
+
+// FuzzDecodeSettings: any GET settings answer decodes without panicking,
+// and an accepted one maps to one of the three callback settings.
+func FuzzDecodeSettings(f *testing.F) {
+	f.Add([]byte(`{"calling":{"status":"ENABLED","call_icon_visibility":"DEFAULT","callback_permission_status":"ENABLED"}}`))
+	f.Add([]byte(`{"settings":{"calling":{"callback_permission_status":"not_set"}}}`))
+	f.Add([]byte(`{"calling":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var r settingsResponse
+		if json.Unmarshal(body, &r) != nil {
+			return
+		}
+		s, err := r.settings()
+		if err != nil {
+			return
+		}
+		switch cb := s.Calling.Callback(); cb {
+		case permission.CallbackEnabled, permission.CallbackDisabled, permission.CallbackUnknown:
+		default:
+			t.Fatalf("callback %q", cb)
+		}
 	})
 }

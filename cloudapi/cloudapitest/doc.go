@@ -17,6 +17,10 @@
 //   - GET /<version>/<PHONE_NUMBER_ID>/call_permissions?user_wa_id= or
 //     ?recipient= (BSUID or parent BSUID) answers from the model:
 //     status, expiry, and both actions with their limits and usage.
+//   - GET /<version>/<PHONE_NUMBER_ID>/settings answers the number's
+//     calling settings (status, callback_permission_status: "ENABLED"
+//     unless Config.CallbackPermissionStatus or SetCallingSettings say
+//     otherwise).
 //   - Every request needs the bearer token (190 when wrong, 2500 when
 //     missing). RateLimitNext answers HTTP 429 (613 on GET, 130429 on
 //     sends), optionally with Retry-After; FailNext answers any error.

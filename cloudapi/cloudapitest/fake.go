@@ -97,6 +97,11 @@ type Config struct {
 	// simulated user answers, and how; the reply is scheduled as by Reply.
 	// It runs without the server's lock held and must not block.
 	AutoReply func(Request) (Reply, bool)
+	// CallbackPermissionStatus is every number's
+	// calling.callback_permission_status in GET settings until
+	// SetCallingSettings changes it: "ENABLED" (default), "DISABLED" or
+	// "NOT_SET".
+	CallbackPermissionStatus string
 	// OnError receives failures of webhook posts that no caller waits for
 	// (auto replies, message statuses). Default: ignore them.
 	OnError func(error)
@@ -167,6 +172,7 @@ type Server struct {
 	rateLimits []rateLimit
 	failures   []Failure
 	templates  map[string]bool
+	settings   map[string]CallingSettings // by phone number id; absent: defaultSettings
 }
 
 type user struct{ User }
@@ -238,6 +244,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.RequestTTL <= 0 {
 		cfg.RequestTTL = DefaultRequestTTL
+	}
+	if cfg.CallbackPermissionStatus == "" {
+		cfg.CallbackPermissionStatus = "ENABLED"
 	}
 	if cfg.ExpirationKey == "" {
 		cfg.ExpirationKey = "expiration_time"
@@ -527,7 +536,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	channel, edge := parts[1], parts[2]
 	route := r.Method + " " + edge
-	if route != "POST messages" && route != "GET call_permissions" {
+	if route != "POST messages" && route != "GET call_permissions" && route != "GET settings" {
 		s.writeError(w, http.StatusBadRequest, graphError{Code: 100, Subcode: 33, Type: "GraphMethodException",
 			Message: fmt.Sprintf("Unsupported %s request. Object with ID '%s' does not support this operation", strings.ToLower(r.Method), channel)})
 		return
@@ -540,9 +549,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("Unsupported %s request. Object with ID '%s' does not exist, cannot be loaded due to missing permissions, or does not support this operation", strings.ToLower(r.Method), channel)})
 		return
 	}
-	if edge == "messages" {
+	switch edge {
+	case "messages":
 		s.send(w, r, channel)
-	} else {
+	case "settings":
+		s.getSettings(w, channel)
+	default:
 		s.getPermissions(w, r, channel)
 	}
 }

@@ -372,3 +372,38 @@ func TestAddUserConflicts(t *testing.T) {
 	require.ErrorIs(t, e.fake.ConnectedCall(channel, "2", true), cloudapitest.ErrUnknownUser)
 	require.NoError(t, e.fake.ConnectedCall(channel, "US.ENT.1", true))
 }
+
+func TestRecordRequestCountsAgainstTheLimits(t *testing.T) {
+	clk := clock.NewMock()
+	clk.Set(time.Unix(1767168000, 0).UTC())
+	s := cloudapitest.New(cloudapitest.Config{Clock: clk})
+	defer s.Close()
+	api, err := cloudapi.New(cloudapi.Config{BaseURL: s.URL(), AccessToken: s.AccessToken(), HTTPClient: s.Client(), Clock: clk})
+	require.NoError(t, err)
+	ctx := context.Background()
+	const ch, who = "106540352242922", "16505551234"
+	s.RecordRequest(ch, who, clk.Now().Add(-2*24*time.Hour))
+	s.RecordRequest(ch, who, clk.Now().Add(-3*time.Hour))
+	p, err := api.CallPermissions(ctx, ch, cloudapi.Recipient{Phone: who})
+	require.NoError(t, err)
+	a, ok := p.Action(cloudapi.ActionSendCallPermissionRequest)
+	require.True(t, ok)
+	require.False(t, a.CanPerform)
+	require.Equal(t, 1, a.Limits[0].CurrentUsage)
+	require.Equal(t, clk.Now().Add(21*time.Hour), a.Limits[0].ExpiresAt, "the day window frees 24 h after the newer one")
+	require.Equal(t, 2, a.Limits[1].CurrentUsage)
+	require.Equal(t, clk.Now().Add(5*24*time.Hour), a.Limits[1].ExpiresAt, "the week window frees 7 d after the oldest")
+	_, err = api.SendPermissionRequest(ctx, ch, cloudapi.PermissionRequest{To: cloudapi.Recipient{Phone: who}})
+	var apiErr *cloudapi.Error
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, 138009, apiErr.Code)
+
+	// Before a connected call it does not count.
+	require.NoError(t, s.ConnectedCall(ch, who, false))
+	s.RecordRequest(ch, who, clk.Now().Add(-time.Minute))
+	p, err = api.CallPermissions(ctx, ch, cloudapi.Recipient{Phone: who})
+	require.NoError(t, err)
+	a, _ = p.Action(cloudapi.ActionSendCallPermissionRequest)
+	require.True(t, a.CanPerform)
+	require.Equal(t, 0, a.Limits[1].CurrentUsage)
+}

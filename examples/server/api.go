@@ -41,6 +41,7 @@ func (s *server) routes() {
 	api("GET /api/channels/{channel}/contacts/{contact}", s.explainContact)
 	api("GET /api/channels/{channel}/contacts/{contact}/messages", s.contactMessages)
 	api("POST /api/channels/{channel}/contacts/{contact}/call", s.callContact)
+	api("POST /api/channels/{channel}/contacts/{contact}/check", s.checkContact) // meta.go
 	mux.Handle("GET /api/channels/{channel}/events", s.auth(s.events, true))
 	mux.Handle("GET /api/events", s.auth(s.events, true))
 	// Anything else under /api answers in JSON too, after the token check,

@@ -45,6 +45,8 @@ type config struct {
 	GeneratedAPIToken, GeneratedAppSecret, GeneratedVerifyToken bool
 	// DemoDB: the database is the demo's own default file.
 	DemoDB bool
+	// Meta is the Cloud API configuration (meta.go).
+	Meta metaConfig
 }
 
 // Default database files: the demo keeps its simulated traffic out of the
@@ -96,6 +98,10 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (usage: %s)", fs.Arg(0), usageLine)
+	}
+	var err error
+	if c.Meta, err = parseMetaConfig(getenv); err != nil {
+		return c, err
 	}
 	c.AppSecret = getenv("CALLREADY_APP_SECRET")
 	c.VerifyToken = getenv("CALLREADY_VERIFY_TOKEN")

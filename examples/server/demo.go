@@ -227,6 +227,7 @@ func (d *demo) request(ctx context.Context, p demoContact, at time.Time) (string
 	}); err != nil {
 		return "", err
 	}
+	d.s.demoMetaRequest(p.ch.id, p.waID, at) // meta_demo.go
 	err := d.s.inbox.addMessage(ctx, chatMessage{
 		ID: id, Channel: p.ch.id, Contact: p.waID, Direction: "out", Type: "interactive",
 		Body: "[Call permission request] We'd like to call you about your request.", At: at,

@@ -65,10 +65,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// One line per simulated delivery would bury everything else.
 		webhookLog = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	meta, err := openMeta(cfg)
+	if err != nil {
+		return err
+	}
+	defer meta.close()
 	srv, err := newServer(ctx, serverOptions{
 		DB: db, Postgres: postgres, DSN: cfg.DB, Logger: log, WebhookLogger: webhookLog,
 		AppSecret: cfg.AppSecret, VerifyToken: cfg.VerifyToken, APIToken: cfg.APIToken,
-		DialURL: cfg.DialURL, MetricsOnOwnAddr: cfg.MetricsAddr != "",
+		DialURL: cfg.DialURL, MetricsOnOwnAddr: cfg.MetricsAddr != "", Meta: meta.options,
 	})
 	if err != nil {
 		return fmt.Errorf("cannot start on %s: %v", describeDB(cfg.DB), err)
@@ -96,6 +101,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		go func() { _ = ms.Serve(mln) }()
 		fmt.Fprintf(stderr, "callready: metrics on http://%s/metrics (no token)\n", mln.Addr())
 		defer ms.Close()
+	}
+	mirrored := int64(-1)
+	if meta.fake != nil {
+		// Before the reconciler's first round: Meta's side starts in step.
+		if mirrored, err = mirrorDemoList(ctx, srv, meta.fake); err != nil {
+			return fmt.Errorf("demo: %v", err)
+		}
 	}
 	srv.start()
 
@@ -126,6 +138,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.Demo {
 		fmt.Fprintf(stderr, "callready: demo mode: simulated WhatsApp traffic on two channels; open %s\n", base)
 		demoWG.Go(func() { runDemo(demoCtx, srv, base, cfg.AppSecret, log) })
+		if meta.fake != nil {
+			fmt.Fprintf(stderr, "callready: demo mode: Meta's Cloud API is simulated in process at %s\n", meta.fake.URL())
+			demoWG.Go(func() { mirrorDemoMeta(demoCtx, srv, meta.fake, mirrored, log) })
+		}
 	}
 
 	select {

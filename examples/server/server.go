@@ -45,6 +45,8 @@ type serverOptions struct {
 	// Heartbeat is the interval of SSE comments that keep idle streams
 	// (and proxies) alive. Default 15 s.
 	Heartbeat time.Duration
+	// Meta reaches Meta's Cloud API (meta.go). Zero: not configured.
+	Meta metaOptions
 }
 
 // limits are the call and unanswered-streak caps the tracker applies; the
@@ -63,6 +65,7 @@ type server struct {
 	// quarantine keeps the webhook items that could not be recorded.
 	quarantine *sqlstore.Quarantine
 	metrics    *metrics
+	meta       *metaState // Meta's Cloud API and the reconciler (meta.go)
 	webhook    http.Handler
 	mux        *http.ServeMux
 
@@ -130,6 +133,9 @@ func newServer(ctx context.Context, o serverOptions) (*server, error) {
 		return fail(err)
 	}
 	s.metrics = newMetrics(s)
+	if s.meta, err = newMetaState(s); err != nil {
+		return fail(fmt.Errorf("meta: %w", err))
+	}
 	if s.webhook, err = newWebhookHandler(s); err != nil {
 		return fail(fmt.Errorf("webhook handler: %w", err))
 	}
@@ -143,7 +149,10 @@ func newServer(ctx context.Context, o serverOptions) (*server, error) {
 }
 
 // start runs the tracker's expiry loop.
-func (s *server) start() { s.tracker.Start() }
+func (s *server) start() {
+	s.tracker.Start()
+	s.startMeta()
+}
 
 // ServeHTTP serves the page, the API, the webhook and the metrics.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
