@@ -1,6 +1,7 @@
 package cloudapi_test
 
 import (
+	"cmp"
 	"context"
 	"net/http/httptest"
 	"testing"
@@ -92,7 +93,7 @@ func TestEndToEndAcceptMakesContactCallable(t *testing.T) {
 	require.NoError(t, acceptS.Wait(ctx))
 	entries := l.callable(t)
 	require.Len(t, entries, 1)
-	require.Equal(t, phone, entries[0].Contact)
+	require.Equal(t, phone, entries[0].WaID, "the phone beside the BSUID the reply carried")
 	require.Equal(t, permission.Temporary, entries[0].Kind)
 	require.Equal(t, permission.SourceRequest, entries[0].Source)
 	require.Equal(t, start.Add(10*time.Minute+7*24*time.Hour), entries[0].ExpiresAt.UTC())
@@ -103,7 +104,7 @@ func TestEndToEndAcceptMakesContactCallable(t *testing.T) {
 	require.Len(t, entries, 2)
 	var contacts []string
 	for _, e := range entries {
-		contacts = append(contacts, e.Contact)
+		contacts = append(contacts, cmp.Or(e.WaID, e.Contact))
 	}
 	require.ElementsMatch(t, []string{phone, "US.777"}, contacts)
 	cc, err := l.tracker.CanCall(ctx, channel, "US.777", time.Time{})

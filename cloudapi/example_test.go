@@ -128,7 +128,7 @@ func Example_webhook() {
 	}
 	page, _ := tracker.Eligible(ctx, "106540352242922", permission.Query{})
 	for _, e := range page.Entries {
-		fmt.Println("callable:", e.Contact, e.Kind, "until", e.ExpiresAt.UTC().Format(time.RFC3339))
+		fmt.Println("callable:", e.WaID, e.Kind, "until", e.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	// Output:
 	// callable: 16505551234 temporary until 2026-01-07T08:05:00Z
