@@ -55,3 +55,43 @@ func TestIdentityThroughTheHandler(t *testing.T) {
 		})
 	}
 }
+
+// The three identity scenarios in every order through the signed handler:
+// the answer never depends on the order the webhooks arrive in.
+func TestIdentityScenariosThroughTheHandlerInEveryOrder(t *testing.T) {
+	backends := map[string]openBackend{"memory": memoryBackend}
+	for name, db := range sqlBackends {
+		backends[name] = sqlBackend(db)
+	}
+	const phone, userID = "61433445566", "AU.12121212121212121212"
+	// A text message whose contacts[] shows both identifiers: the join.
+	join := body("messages", fmt.Sprintf(`"contacts":[{"profile":{"name":"Mia"},"wa_id":%q,"user_id":%q}],"messages":[{"from":%q,"from_user_id":%q,"id":"wamid.JOIN","timestamp":"1767295000","type":"text","text":{"body":"hello"}}]`,
+		phone, userID, phone, userID))
+	for _, sc := range []struct {
+		name   string
+		bodies [][]byte
+	}{
+		{"BSUID grant, phone revoke", [][]byte{replyFrom("", userID, "wamid.G", 1767290000, "accept"), join, replyFrom(phone, "", "wamid.R", 1767310000, "reject")}},
+		{"grant by phone, join later, revoke by BSUID", [][]byte{replyFrom(phone, "", "wamid.G", 1767290000, "accept"), replyFrom("", userID, "wamid.R", 1767310000, "reject"), join}},
+		{"phone grant with the BSUID, revoke by BSUID", [][]byte{replyFrom(phone, userID, "wamid.G", 1767290000, "accept"), replyFrom("", userID, "wamid.R", 1767310000, "reject")}},
+	} {
+		for name, open := range backends {
+			t.Run(sc.name+"/"+name, func(t *testing.T) {
+				for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 0, 2}, {1, 2, 0}, {0, 2, 1}, {2, 0, 1}} {
+					tr, q := open(t)
+					h := newHandler(t, webhook.Config{Recorder: tr, Quarantine: q})
+					for _, i := range order {
+						if i < len(sc.bodies) {
+							require.Equal(t, http.StatusOK, post(t, h, sc.bodies[i]))
+						}
+					}
+					for _, id := range []string{phone, userID} {
+						x := explain(t, tr, chanMain, id)
+						assert.False(t, x.Callable, "order %v, by %s: %s", order, id, x.Reason)
+					}
+					assert.Empty(t, list(t, tr, chanMain), "order %v", order)
+				}
+			})
+		}
+	}
+}
