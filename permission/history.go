@@ -2,6 +2,8 @@ package permission
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -30,6 +32,10 @@ type HistoryQuery struct {
 	// stays by event time; RecordedTo is applied by the store, RecordedFrom
 	// by skipping events as they are read.
 	RecordedFrom, RecordedTo time.Time
+	// After continues a listing after the event whose Cursor it is
+	// (exclusive); with the same Channel and Contact it pages a history
+	// across requests. A malformed one fails with ErrBadCursor.
+	After string
 	// PageSize is how many events are read from the store at a time: the
 	// memory History holds. Default DefaultHistoryPageSize (500).
 	PageSize int
@@ -96,6 +102,14 @@ func (t *Tracker) History(ctx context.Context, q HistoryQuery) iter.Seq2[History
 			size = DefaultHistoryPageSize
 		}
 		sq := store.LedgerQuery{Channel: q.Channel, Contact: q.Contact, From: q.From.UTC(), To: q.To.UTC(), Limit: size}
+		if q.After != "" {
+			c, err := decodeHistoryCursor(q.After)
+			if err != nil {
+				yield(HistoryEvent{}, err)
+				return
+			}
+			sq.After = c
+		}
 		// The store bounds RecordedAt <= RecordedBy; RecordedTo is
 		// exclusive, so the store's bound is checked again below.
 		if !q.RecordedTo.IsZero() {
@@ -130,6 +144,26 @@ func (t *Tracker) History(ctx context.Context, q HistoryQuery) iter.Seq2[History
 			sq.After = store.LedgerCursor{At: last.At, Seq: last.Seq}
 		}
 	}
+}
+
+// Cursor is the event's position in its listing, for HistoryQuery.After.
+func (e HistoryEvent) Cursor() string {
+	b := make([]byte, 0, 17)
+	b = append(b, 'h')
+	b = binary.BigEndian.AppendUint64(b, uint64(e.At.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Seq))
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeHistoryCursor(s string) (store.LedgerCursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != 17 || b[0] != 'h' {
+		return store.LedgerCursor{}, fmt.Errorf("%w: %q", ErrBadCursor, s)
+	}
+	return store.LedgerCursor{
+		At:  time.Unix(0, int64(binary.BigEndian.Uint64(b[1:9]))).UTC(),
+		Seq: int64(binary.BigEndian.Uint64(b[9:17])),
+	}, nil
 }
 
 func (t *Tracker) checkHistory(q HistoryQuery) error {

@@ -51,6 +51,28 @@ func TestHistoryPagesFiltersAndStops(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"b:temporary grant", "a:revocation"}, got, "recorded-time range")
 
+	// Paging across calls with the cursor of the last event.
+	var paged []string
+	after := ""
+	for {
+		var page []HistoryEvent
+		for ev, err := range f.tr.History(f.ctx, HistoryQuery{Channel: ch, After: after}) {
+			require.NoError(t, err)
+			page = append(page, ev)
+			if len(page) == 2 {
+				break
+			}
+		}
+		for _, ev := range page {
+			paged = append(paged, ev.Contact+":"+ev.What)
+		}
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1].Cursor()
+	}
+	assert.Equal(t, all, paged)
+
 	// Stopping early stops reading.
 	n := 0
 	for _, err := range f.tr.History(f.ctx, HistoryQuery{Channel: ch, PageSize: 1}) {
@@ -85,6 +107,7 @@ func TestHistoryErrors(t *testing.T) {
 	}
 	assert.ErrorIs(t, first(HistoryQuery{Channel: ch, From: t0.Add(-401 * 24 * time.Hour)}), ErrBeyondRetention)
 	assert.Error(t, first(HistoryQuery{}), "no channel")
+	assert.ErrorIs(t, first(HistoryQuery{Channel: ch, After: "nope"}), ErrBadCursor)
 	assert.Error(t, first(HistoryQuery{Channel: ch, From: t0, To: t0.Add(-time.Second)}))
 	assert.NoError(t, first(HistoryQuery{Channel: ch, From: t0.Add(-399 * 24 * time.Hour)}))
 }
