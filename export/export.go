@@ -199,7 +199,7 @@ func write[T any](ctx context.Context, w io.Writer, seq iter.Seq2[T, error], o O
 	if err := flush(); err != nil {
 		return n, err
 	}
-	return n, nil
+	return n, out.flush() // the header of an empty export
 }
 
 type encoder struct {

@@ -61,6 +61,14 @@ func TestCallableCSV(t *testing.T) {
 	assert.Equal(t, "", recs[2][6], "permanent: no expiry")
 }
 
+func TestEmptyCSVHasHeader(t *testing.T) {
+	var buf bytes.Buffer
+	n, err := export.Callable(context.Background(), &buf, entries(0), export.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, 0, n)
+	assert.Equal(t, strings.Join(export.CallableColumns, ",")+"\n", buf.String())
+}
+
 func TestHistoryNDJSON(t *testing.T) {
 	evs := func(yield func(permission.HistoryEvent, error) bool) {
 		yield(permission.HistoryEvent{Seq: 7, Channel: "ch", Contact: "c", Type: permission.EventRevoke, What: "revocation",

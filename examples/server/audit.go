@@ -132,10 +132,124 @@ func callableQuery(v url.Values, now time.Time) (permission.Query, error) {
 	return q, nil
 }
 
+// callableFilter is what the page's filters keep besides order and
+// expiry (source=, calls=, q=), so an export holds the rows a tab shows.
+type callableFilter struct {
+	source string // request, callback, profile, permanent
+	calls  string // left, none
+	q      string // name or number, as the page's search box matches
+}
+
+func parseCallableFilter(v url.Values) (callableFilter, error) {
+	f := callableFilter{source: v.Get("source"), calls: v.Get("calls"), q: strings.ToLower(strings.TrimSpace(v.Get("q")))}
+	switch f.source {
+	case "", "request", "callback", "profile", "permanent":
+	default:
+		return f, errors.New("source: want request, callback, profile or permanent")
+	}
+	switch f.calls {
+	case "", "left", "none":
+	default:
+		return f, errors.New("calls: want left or none")
+	}
+	return f, nil
+}
+
+func (f callableFilter) any() bool { return f != callableFilter{} }
+
+// keeps mirrors the page's matches().
+func (f callableFilter) keeps(e permission.Entry, name string) bool {
+	if f.q != "" {
+		digits := strings.Map(func(r rune) rune {
+			if strings.ContainsRune(" +()-", r) {
+				return -1
+			}
+			return r
+		}, f.q)
+		byName := strings.Contains(strings.ToLower(name), f.q)
+		byContact := strings.Contains(strings.ToLower(e.Contact), f.q) || (isDigits(digits) && strings.Contains(e.Contact, digits))
+		if !byName && !byContact {
+			return false
+		}
+	}
+	switch f.source {
+	case "request":
+		if e.Source != permission.SourceRequest || e.Kind == permission.Permanent {
+			return false
+		}
+	case "callback":
+		if e.Source != permission.SourceCallback && e.Source != permission.SourceInboundCall {
+			return false
+		}
+	case "profile":
+		if e.Source != permission.SourceProfile {
+			return false
+		}
+	case "permanent":
+		if e.Kind != permission.Permanent {
+			return false
+		}
+	}
+	switch f.calls {
+	case "left":
+		return e.CallsLeft > 0
+	case "none":
+		return e.CallsLeft == 0
+	}
+	return true
+}
+
+// filtered keeps the entries f keeps, reading names a batch at a time when
+// the search needs them.
+func (s *server) filtered(ctx context.Context, ch string, seq iter.Seq2[permission.Entry, error], f callableFilter) iter.Seq2[permission.Entry, error] {
+	return func(yield func(permission.Entry, error) bool) {
+		batch := make([]permission.Entry, 0, export.DefaultBatch)
+		emit := func() bool {
+			var names map[string]string
+			if f.q != "" {
+				contacts := make([]string, len(batch))
+				for i, e := range batch {
+					contacts[i] = e.Contact
+				}
+				var err error
+				if names, err = s.inbox.names(ctx, ch, contacts); err != nil {
+					yield(permission.Entry{}, err)
+					return false
+				}
+			}
+			for _, e := range batch {
+				if f.keeps(e, names[e.Contact]) && !yield(e, nil) {
+					return false
+				}
+			}
+			batch = batch[:0]
+			return true
+		}
+		for e, err := range seq {
+			if err != nil {
+				yield(permission.Entry{}, err)
+				return
+			}
+			if batch = append(batch, e); len(batch) == cap(batch) && !emit() {
+				return
+			}
+		}
+		emit()
+	}
+}
+
 // exportCallable streams the channel's whole callable list at q.Now.
 func (s *server) exportCallable(w http.ResponseWriter, r *http.Request, ch string, q permission.Query, f export.Format) {
 	ctx := r.Context()
+	filter, err := parseCallableFilter(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	entries := s.tracker.Callable(ctx, ch, q)
+	if filter.any() {
+		entries = s.filtered(ctx, ch, entries, filter)
+	}
 	// The first entry (or error) decides the status: a bad instant is
 	// still a 400, not a broken download.
 	next, stop := iter.Pull2(entries)

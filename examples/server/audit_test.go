@@ -305,6 +305,26 @@ func TestCallableExport(t *testing.T) {
 		}
 		assert.ElementsMatch(t, []string{ana, bruno}, contacts, "13:55: before the decline and Carla's grant")
 
+		// The page's filters: an export holds what a tab shows.
+		for q, want := range map[string][]string{
+			"&q=bruno":            {bruno},
+			"&q=612+000+003":      {carla},
+			"&source=request":     {carla, bruno},
+			"&source=permanent":   nil,
+			"&calls=left":         {carla, bruno},
+			"&calls=none":         nil,
+			"&order=recent":       {carla, bruno},
+			"&expiring_within=2h": nil,
+		} {
+			resp, body := e.download(base+"?format=csv"+q, nil)
+			require.Equal(t, http.StatusOK, resp.StatusCode, body)
+			var got []string
+			for _, r := range readCSV(t, body)[1:] {
+				got = append(got, r[1])
+			}
+			assert.Equal(t, want, got, q)
+		}
+
 		// The JSON page takes at= too.
 		var page struct {
 			Contacts []contactJSON `json:"contacts"`
