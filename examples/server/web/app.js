@@ -761,6 +761,7 @@ function resetTools() {
   $("as-of-known").checked = false;
   state.historyOpen = false;
   $("history-toggle").setAttribute("aria-expanded", "false");
+  $("history-toggle").textContent = "History";
   $("history-panel").hidden = true;
   $("history-list").replaceChildren();
   $("history-list").dataset.contact = state.selected || "";
@@ -804,6 +805,7 @@ const ORIGINS = {
 $("history-toggle").addEventListener("click", () => {
   state.historyOpen = !state.historyOpen;
   $("history-toggle").setAttribute("aria-expanded", String(state.historyOpen));
+  $("history-toggle").textContent = state.historyOpen ? "Hide history" : "History";
   $("history-panel").hidden = !state.historyOpen;
   if (state.historyOpen && state.selected) loadHistory(state.selected);
 });
