@@ -141,3 +141,19 @@ func TestCallableStreamsPresentAndPast(t *testing.T) {
 	_, err = list(Query{Now: t0, Order: "bogus"})
 	assert.Error(t, err)
 }
+
+// FuzzHistoryCursor: a cursor comes back from clients; decoding any string
+// either fails with ErrBadCursor or gives the position it encodes.
+func FuzzHistoryCursor(f *testing.F) {
+	f.Add(HistoryEvent{At: t0, Seq: 7}.Cursor())
+	f.Add("")
+	f.Add("aA")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := decodeHistoryCursor(s)
+		if err != nil {
+			require.ErrorIs(t, err, ErrBadCursor)
+			return
+		}
+		assert.Equal(t, s, HistoryEvent{At: c.At, Seq: c.Seq}.Cursor(), "a valid cursor round-trips")
+	})
+}
