@@ -40,6 +40,8 @@ func (s *server) routes() {
 	api("GET /api/channels/{channel}/callable", s.listCallable)
 	api("GET /api/channels/{channel}/contacts/{contact}", s.explainContact)
 	api("GET /api/channels/{channel}/contacts/{contact}/messages", s.contactMessages)
+	api("GET /api/channels/{channel}/contacts/{contact}/history", s.contactHistory)
+	api("GET /api/channels/{channel}/ledger", s.channelLedger)
 	api("POST /api/channels/{channel}/contacts/{contact}/call", s.callContact)
 	api("POST /api/channels/{channel}/contacts/{contact}/check", s.checkContact) // meta.go
 	mux.Handle("GET /api/channels/{channel}/events", s.auth(s.events, true))
@@ -231,32 +233,19 @@ func (s *server) listCallable(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	v := r.URL.Query()
-	q := permission.Query{Cursor: v.Get("cursor"), Now: s.clock.Now()}
-	if l := v.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > permission.MaxPageSize {
-			writeError(w, http.StatusBadRequest, "limit: want an integer from 1 to "+strconv.Itoa(permission.MaxPageSize))
-			return
-		}
-		q.Limit = n
-	}
-	switch o := v.Get("order"); o {
-	case "", "expiring":
-		q.Order = permission.OrderExpiring
-	case "recent":
-		q.Order = permission.OrderRecent
-	default:
-		writeError(w, http.StatusBadRequest, "order: want expiring or recent")
+	f, stream, err := streamFormat(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if ew := v.Get("expiring_within"); ew != "" {
-		d, err := time.ParseDuration(ew)
-		if err != nil || d <= 0 {
-			writeError(w, http.StatusBadRequest, "expiring_within: want a positive duration such as 24h")
-			return
-		}
-		q.ExpiringWithin = d
+	q, err := callableQuery(r.URL.Query(), s.clock.Now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if stream {
+		s.exportCallable(w, r, ch, q, f)
+		return
 	}
 	page, err := s.tracker.Eligible(r.Context(), ch, q)
 	if errors.Is(err, permission.ErrBadCursor) {
@@ -264,7 +253,7 @@ func (s *server) listCallable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.storeFailed(w, r, err)
+		s.badQuery(w, r, err)
 		return
 	}
 	contacts := make([]string, len(page.Entries))
@@ -290,19 +279,28 @@ func (s *server) listCallable(w http.ResponseWriter, r *http.Request) {
 }
 
 type evidenceJSON struct {
-	What      string     `json:"what"`
-	At        time.Time  `json:"at"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	Source    string     `json:"source,omitempty"`
-	Reason    string     `json:"reason,omitempty"`
-	EventID   string     `json:"event_id,omitempty"`
+	What       string     `json:"what"`
+	At         time.Time  `json:"at"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	Source     string     `json:"source,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+	EventID    string     `json:"event_id,omitempty"`
+	Context    string     `json:"context,omitempty"`
+	Origin     string     `json:"origin,omitempty"`
+	RecordedAt *time.Time `json:"recorded_at,omitempty"`
+	Revision   int64      `json:"revision,omitempty"`
 }
 
 type explanationJSON struct {
-	Channel           string         `json:"channel"`
-	Contact           string         `json:"contact"`
-	Name              string         `json:"name"`
-	Now               time.Time      `json:"now"`
+	Channel string    `json:"channel"`
+	Contact string    `json:"contact"`
+	Name    string    `json:"name"`
+	Now     time.Time `json:"now"`
+	// At is the instant answered (now unless ?at=), and KnownAt, when
+	// ?known_at= is given, the instant the answer is limited to: only
+	// events recorded by then count.
+	At                time.Time      `json:"at"`
+	KnownAt           *time.Time     `json:"known_at"`
 	Callable          bool           `json:"callable"`
 	Status            string         `json:"status"`
 	Reason            string         `json:"reason"`
@@ -335,6 +333,24 @@ func (s *server) explainContact(w http.ResponseWriter, r *http.Request) {
 	contact := r.PathValue("contact")
 	ctx := r.Context()
 	now := s.clock.Now()
+	v := r.URL.Query()
+	at, err := parseInstant(v, "at")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	knownAt, err := parseInstant(v, "known_at")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if at.IsZero() {
+		at = now
+	}
+	var opts []permission.ExplainOption
+	if !knownAt.IsZero() {
+		opts = append(opts, permission.KnownAt(knownAt))
+	}
 	key, err := s.inboxKeyOf(ctx, ch, contact)
 	if err != nil {
 		s.storeFailed(w, r, err)
@@ -345,27 +361,27 @@ func (s *server) explainContact(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	x, err := s.tracker.Explain(ctx, ch, contact, now)
+	x, err := s.tracker.Explain(ctx, ch, contact, at, opts...)
 	if err != nil {
-		s.storeFailed(w, r, err)
+		s.badQuery(w, r, err)
 		return
 	}
 	if !known && x.Status == permission.StatusNeverGranted && len(x.Evidence) == 0 {
 		writeError(w, http.StatusNotFound, "unknown contact "+strconv.Quote(contact))
 		return
 	}
-	call, err := s.tracker.CanCall(ctx, ch, contact, now)
+	call, err := s.tracker.CanCall(ctx, ch, contact, at, opts...)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
-	req, err := s.tracker.CanRequest(ctx, ch, contact, now)
+	req, err := s.tracker.CanRequest(ctx, ch, contact, at, opts...)
 	if err != nil {
 		s.storeFailed(w, r, err)
 		return
 	}
 	out := explanationJSON{
-		Channel: ch, Contact: contact, Name: name, Now: now.UTC(),
+		Channel: ch, Contact: contact, Name: name, Now: now.UTC(), At: at, KnownAt: timeOrNil(knownAt),
 		Callable: x.Callable, Status: string(x.Status), Reason: x.Reason, Since: timeOrNil(x.Since),
 		CanCall: call.Allowed, CallReason: string(call.Reason),
 		CallsLeft: x.Limits.CallsLeft, CallsFreeAt: timeOrNil(x.Limits.CallsFreeAt),
@@ -385,6 +401,7 @@ func (s *server) explainContact(w http.ResponseWriter, r *http.Request) {
 		out.History = append(out.History, evidenceJSON{
 			What: ev.What, At: ev.At.UTC(), ExpiresAt: timeOrNil(ev.ExpiresAt),
 			Source: string(ev.Source), Reason: string(ev.Reason), EventID: ev.EventID,
+			Context: ev.Context, Origin: string(ev.Origin), RecordedAt: timeOrNil(ev.RecordedAt), Revision: ev.Revision,
 		})
 	}
 	writeJSON(w, http.StatusOK, out)

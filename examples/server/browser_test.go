@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
@@ -220,6 +222,75 @@ func TestBrowser(t *testing.T) {
 	assert.Contains(t, reason, "temporary permission")
 	assert.NotRegexp(t, `\d{4}-\d\d-\d\dT\d\d:`, text(`#explain`), "no raw ISO strings in the explanation")
 	assert.Regexp(t, `\(in (59 min|1 h)\)`, reason, "relative time beside the absolute one")
+
+	// History: every recorded event of the contact, with both its times.
+	do("history", chromedp.Click(chromedp.CSS(`#history-toggle`)), chromedp.WaitVisible(chromedp.CSS(`#history-list .hist-ev`)))
+	hist := text(`#history-list`)
+	assert.Equal(t, 1.0, eval(`document.querySelectorAll("#history-list .hist-ev").length`), "one grant recorded for Beatriz")
+	assert.Contains(t, strings.ToLower(hist), "temporary grant")
+	assert.Contains(t, hist, "Happened ")
+	assert.Contains(t, hist, "Recorded ")
+	assert.Contains(t, hist, "(10 min later)", "the grant stamped 10 min before the server recorded it")
+	assert.Contains(t, hist, "Meta webhook")
+	assert.Contains(t, hist, "wamid.b2")
+	assert.NotRegexp(t, `\d{4}-\d\d-\d\dT\d\d:`, hist, "no raw ISO strings in the history")
+
+	// As of: 5 min before the server's start, the grant (stamped 10 min
+	// before) had happened, but was recorded only at the start.
+	statusIs := func(want string) {
+		t.Helper()
+		require.Eventually(t, func() bool { return strings.Contains(text(`#explain .status`), want) }, 10*time.Second, 20*time.Millisecond, "status %q", want)
+	}
+	eval(fmt.Sprintf(`(() => { const i = document.getElementById("as-of"); i.value = localInput(%q); i.dispatchEvent(new Event("change", {bubbles: true})); })()`,
+		start.Add(-5*time.Minute).Format(time.RFC3339)))
+	do("as of", chromedp.WaitVisible(chromedp.CSS(`#asof-banner`)))
+	statusIs("Callable")
+	assert.Contains(t, text(`#asof-banner`), "by everything recorded since")
+	do("known then", chromedp.Click(chromedp.CSS(`#as-of-known`)))
+	statusIs("Not callable")
+	require.Eventually(t, func() bool { return strings.Contains(text(`#asof-banner`), "counting only what was recorded by") }, 5*time.Second, 20*time.Millisecond)
+	do("back to now", chromedp.Click(chromedp.CSS(`#as-of-now`)), chromedp.WaitNotVisible(chromedp.CSS(`#asof-banner`)))
+	statusIs("Callable")
+	do("call button back", chromedp.WaitVisible(chromedp.CSS(`#call-contact`)))
+
+	// Export: the tab's list downloads as a CSV file.
+	downloads := t.TempDir()
+	progress := chromedp.Events(bctx, browser.DownloadProgress)
+	do("export",
+		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			allow := true
+			_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+				Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: downloads, EventsEnabled: &allow,
+			})
+			return err
+		}),
+		chromedp.Click(chromedp.CSS(`#export`)),
+	)
+	var saved string
+	for ev, err := range progress {
+		require.NoError(t, err)
+		if ev.State == browser.DownloadProgressStateCompleted {
+			saved = filepath.Join(downloads, ev.GUID)
+			break
+		}
+		require.NotEqual(t, browser.DownloadProgressStateCanceled, ev.State, "download canceled")
+	}
+	assert.Regexp(t, `Downloaded callable-`+chA.id+`-\d{8}T\d{6}Z\.csv`, waitNotice("Downloaded callable-"))
+	f, err := os.Open(saved)
+	require.NoError(t, err)
+	recs, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	require.NoError(t, err)
+	require.NotEmpty(t, recs)
+	assert.Equal(t, []string{"channel", "contact", "name", "kind", "source", "granted_at", "expires_at", "calls_left", "unanswered_streak"}, recs[0])
+	var exported []string
+	for _, r := range recs[1:] {
+		exported = append(exported, r[1])
+		if r[1] == beatriz {
+			assert.Equal(t, "Beatriz Lima", r[2])
+		}
+	}
+	assert.ElementsMatch(t, rowsShown(), exported, "the CSV holds what the tab shows")
 
 	// Search by name, by grouped phone digits, by BSUID-like substring.
 	do("search", chromedp.SendKeys(chromedp.CSS(`#q`), "beatriz"))

@@ -29,6 +29,9 @@ const state = {
   offset: 0, // server clock minus browser clock, ms
   es: null,
   loadSeq: 0,
+  asOf: "", // ISO instant the contact panel is shown at; "" for now
+  asOfKnown: false, // only what was recorded by asOf
+  historyOpen: false,
   filters: { q: "", source: "", within: "", calls: "", confirmed: "", sort: "expiring" },
 };
 
@@ -731,9 +734,11 @@ function selectContact(contact, fromList) {
     setView("list");
     $("chat-head").replaceChildren();
     $("chat").replaceChildren(el("div", "placeholder", "Select a contact to read the conversation before you call."));
-    $("explain").replaceChildren(el("div", "placeholder", "The permission explanation appears here."));
+    $("explain-main").replaceChildren(el("div", "placeholder", "The permission explanation appears here."));
+    $("explain-tools").hidden = true;
     return;
   }
+  if (contact !== $("history-list").dataset.contact) resetTools();
   setView("contact");
   if (fromList && getComputedStyle($("back")).display !== "none") $("back").focus();
   loadContact(contact);
@@ -742,17 +747,168 @@ function selectContact(contact, fromList) {
 async function loadContact(contact) {
   const ch = state.channel;
   const base = `/api/channels/${encodeURIComponent(ch)}/contacts/${encodeURIComponent(contact)}`;
+  const q = new URLSearchParams();
+  if (state.asOf) {
+    q.set("at", state.asOf);
+    if (state.asOfKnown) q.set("known_at", state.asOf);
+  }
+  const asked = q.toString();
   let x, m;
   try {
-    [x, m] = await Promise.all([api(base), api(base + "/messages")]);
+    [x, m] = await Promise.all([api(base + (asked ? "?" + asked : "")), api(base + "/messages")]);
   } catch (e) {
-    if (!failed(e)) $("explain").replaceChildren(el("div", "placeholder", "Could not load: " + e.message));
+    if (!failed(e)) $("explain-main").replaceChildren(el("div", "placeholder", "Could not load: " + e.message));
     return;
   }
   if (state.selected !== contact || state.channel !== ch) return;
   renderChat(contact, m);
   renderExplain(x);
+  if (state.historyOpen) loadHistory(contact);
 }
+
+// ---- as of: what the panel would have said at a past instant ----
+
+function resetTools() {
+  state.asOf = "";
+  state.asOfKnown = false;
+  $("as-of").value = "";
+  $("as-of-known").checked = false;
+  state.historyOpen = false;
+  $("history-toggle").setAttribute("aria-expanded", "false");
+  $("history-toggle").textContent = "History";
+  $("history-panel").hidden = true;
+  $("history-list").replaceChildren();
+  $("history-list").dataset.contact = state.selected || "";
+}
+
+// localInput writes an instant as a datetime-local value in the agent's zone.
+function localInput(iso) {
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function applyAsOf() {
+  const v = $("as-of").value;
+  const t = v ? new Date(v) : null; // a datetime-local value is the agent's local time
+  state.asOf = t && !isNaN(t) ? t.toISOString().replace(/\.\d{3}Z$/, "Z") : "";
+  state.asOfKnown = $("as-of-known").checked;
+  if (state.selected) loadContact(state.selected);
+}
+$("as-of").addEventListener("change", applyAsOf);
+$("as-of-known").addEventListener("change", applyAsOf);
+$("asof-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  applyAsOf();
+});
+$("as-of-now").addEventListener("click", () => {
+  $("as-of").value = "";
+  $("as-of-known").checked = false;
+  applyAsOf();
+});
+
+// ---- the contact's history: every recorded event, both times ----
+
+const ORIGINS = {
+  webhook: "Meta webhook",
+  host: "recorded by the CRM",
+  reconcile: "Reconcile correction",
+  migrated: "migrated",
+};
+
+$("history-toggle").addEventListener("click", () => {
+  state.historyOpen = !state.historyOpen;
+  $("history-toggle").setAttribute("aria-expanded", String(state.historyOpen));
+  $("history-toggle").textContent = state.historyOpen ? "Hide history" : "History";
+  $("history-panel").hidden = !state.historyOpen;
+  if (state.historyOpen && state.selected) loadHistory(state.selected);
+});
+
+async function loadHistory(contact) {
+  const ch = state.channel;
+  const base = `/api/channels/${encodeURIComponent(ch)}/contacts/${encodeURIComponent(contact)}/history`;
+  const events = [];
+  let cursor = "";
+  try {
+    do {
+      const q = new URLSearchParams({ limit: "500" });
+      if (cursor) q.set("cursor", cursor);
+      const page = await api(`${base}?${q}`);
+      events.push(...page.events);
+      cursor = page.next_cursor;
+    } while (cursor && events.length < 5000);
+  } catch (e) {
+    if (!failed(e)) $("history-list").replaceChildren(el("li", "muted small", "Could not load the history: " + e.message));
+    return;
+  }
+  if (state.selected !== contact || state.channel !== ch) return;
+  renderHistory(contact, events);
+}
+
+function renderHistory(contact, events) {
+  const list = $("history-list");
+  list.dataset.contact = contact;
+  list.replaceChildren();
+  if (!events.length) list.append(el("li", "muted small", "Nothing recorded for this contact yet."));
+  for (const ev of events) {
+    const li = el("li", "hist-ev " + ev.type);
+    li.dataset.type = ev.type;
+    let what = ev.what;
+    if (ev.source) what += " · " + (SOURCES[ev.source] || ev.source);
+    if (ev.reason) what += " · " + ev.reason.replaceAll("_", " ");
+    if (ev.type === "inbound_call" || ev.type === "business_call") what += ev.connected ? " · answered" : " · not answered";
+    const head = el("div", "hist-what", what);
+    head.append(el("span", "hist-origin " + ev.origin, ORIGINS[ev.origin] || ev.origin));
+    const times = el("div", "hist-times");
+    times.append(el("div", null, "Happened " + abs(ev.at) + (ev.expires_at ? ", until " + abs(ev.expires_at) : "")));
+    const recorded = el("div", null, "Recorded " + abs(ev.recorded_at));
+    const late = Date.parse(ev.recorded_at) - Date.parse(ev.at);
+    if (late >= MIN) recorded.append(" ", el("span", "hist-late", `(${span(late)} later)`));
+    times.append(recorded);
+    li.append(head, times);
+    if (ev.event_id) li.append(el("div", "hist-id", ev.event_id));
+    list.append(li);
+  }
+}
+
+// ---- export: a CSV of what the tab shows ----
+
+async function exportTab(button) {
+  const ch = state.channel;
+  if (!ch) return;
+  const f = state.filters;
+  const q = new URLSearchParams({ format: "csv", order: f.sort || "expiring" });
+  if (f.within) q.set("expiring_within", f.within);
+  if (f.source) q.set("source", f.source);
+  if (f.calls) q.set("calls", f.calls);
+  if (f.confirmed) q.set("confirmed", f.confirmed);
+  if (f.q.trim()) q.set("q", f.q.trim());
+  button.disabled = true;
+  try {
+    const res = await fetch(`/api/channels/${encodeURIComponent(ch)}/callable?${q}`, { headers: { Authorization: "Bearer " + state.token } });
+    if (res.status === 401) throw new AuthError("wrong token");
+    if (!res.ok) {
+      const body = await res.json().catch(() => ({}));
+      throw new Error(body.error || res.statusText);
+    }
+    const m = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "");
+    const name = m ? m[1] : `callable-${ch}.csv`;
+    const url = URL.createObjectURL(await res.blob());
+    const a = el("a");
+    a.href = url;
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    notice(`Downloaded ${name}`, "ok");
+  } catch (e) {
+    if (!failed(e)) notice("Export failed: " + e.message, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+$("export").addEventListener("click", () => exportTab($("export")));
 
 function renderChat(contact, m) {
   const head = $("chat-head");
@@ -807,7 +963,15 @@ function timeFact(dl, label, t) {
 }
 
 function renderExplain(x) {
-  const box = $("explain");
+  const box = $("explain-main");
+  $("explain-tools").hidden = false;
+  const banner = $("asof-banner");
+  banner.hidden = !state.asOf;
+  if (state.asOf) {
+    banner.textContent = `What this panel said at ${abs(x.at)}` +
+      (x.known_at ? `, counting only what was recorded by ${abs(x.known_at)}.` : `, by everything recorded since.`);
+    if ($("as-of").value === "") $("as-of").value = localInput(x.at);
+  }
   const [label, cls, icon] = STATUS[x.status] || [x.status, "no", "✕"];
   const card = el("div", "card");
   const status = el("div", "status " + cls);
@@ -830,7 +994,7 @@ function renderExplain(x) {
     timeFact(dl, "Granted", x.granted_at);
     if (x.expires_at) timeFact(dl, "Expires", x.expires_at);
   }
-  fact(dl, "Call now", x.can_call ? "Yes" : "No (" + x.call_reason.replaceAll("_", " ") + ")", x.can_call ? "yes" : "no");
+  fact(dl, state.asOf ? "Could call" : "Call now", x.can_call ? "Yes" : "No (" + x.call_reason.replaceAll("_", " ") + ")", x.can_call ? "yes" : "no");
   if (x.callable) fact(dl, "Calls left", `${x.calls_left} in 24 h`);
   if (x.calls_free_at) timeFact(dl, "Next call slot", x.calls_free_at);
   fact(dl, "Request", x.can_request ? `Can send (${x.requests_left} left)` :
@@ -839,11 +1003,13 @@ function renderExplain(x) {
   card.append(dl);
   if (x.warning) card.append(el("div", "warn-box", "⚠ " + x.warning));
 
-  const call = el("button", "call primary big-call", "Call " + (x.name || phone(x.contact)));
-  call.type = "button";
-  call.id = "call-contact";
-  call.addEventListener("click", () => callContact(x.contact, call));
-  card.append(call);
+  if (!state.asOf) {
+    const call = el("button", "call primary big-call", "Call " + (x.name || phone(x.contact)));
+    call.type = "button";
+    call.id = "call-contact";
+    call.addEventListener("click", () => callContact(x.contact, call));
+    card.append(call);
+  }
 
   const hist = el("div", "history");
   hist.append(el("h3", null, "Evidence"));
