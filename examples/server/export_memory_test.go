@@ -213,7 +213,7 @@ func TestCallableExportConstantMemory(t *testing.T) {
 		}
 	}
 	assert.Equal(t, n, rows)
-	assert.Equal(t, chA.id+",34000000000,First Contact,temporary,request,2026-03-03T09:00:00Z,2026-03-03T10:00:00Z,100,0\n", first,
+	assert.Equal(t, chA.id+",34000000000,First Contact,temporary,request,2026-03-03T09:00:00Z,2026-03-03T10:00:00Z,100,0,34000000000,,false\n", first,
 		"soonest expiry first, with the inbox's name")
 	growth := int64(peak) - int64(base)
 	t.Logf("heap growth (MB) every %d rows: %s", sample, strings.Join(samples, " "))

@@ -215,6 +215,8 @@ func TestSendTestWebhook(t *testing.T) {
 	// The fixture is stamped with the real time, a moment after the
 	// server's mock clock: the grant takes effect once the clock gets there.
 	e.clock.Add(time.Minute)
+	_, err := e.s.tracker.Sweep(context.Background(), e.clock.Now()) // not waiting for the loop's timer on the mock clock
+	require.NoError(t, err)
 	var list callableResp
 	require.Eventually(t, func() bool {
 		return e.get("/api/channels/106540352242922/callable", &list) == http.StatusOK && len(list.Contacts) == 1
@@ -222,7 +224,7 @@ func TestSendTestWebhook(t *testing.T) {
 	assert.Equal(t, []string{"US.13491208655302741918"}, contactsOf(list), "listed under the BSUID the fixture carries")
 	assert.Equal(t, "16505551234", list.Contacts[0].WaID)
 
-	err := run(context.Background(), []string{"-send-test-webhook", "-addr", addr}, envOf(map[string]string{"CALLREADY_APP_SECRET": "wrong"}), &out)
+	err = run(context.Background(), []string{"-send-test-webhook", "-addr", addr}, envOf(map[string]string{"CALLREADY_APP_SECRET": "wrong"}), &out)
 	assert.ErrorContains(t, err, "403")
 	err = run(context.Background(), []string{"-send-test-webhook", "-addr", addr}, envOf(nil), &out)
 	assert.ErrorContains(t, err, "CALLREADY_APP_SECRET")
