@@ -276,18 +276,7 @@ func (s *server) exportCallable(w http.ResponseWriter, r *http.Request, ch strin
 	o.Names = func(ctx context.Context, contacts []string) (map[string]string, error) {
 		return s.inbox.names(ctx, ch, contacts)
 	}
-	rest := func(yield func(permission.Entry, error) bool) {
-		if !more || !yield(first, nil) {
-			return
-		}
-		for {
-			e, err, ok := next()
-			if !ok || !yield(e, err) || err != nil {
-				return
-			}
-		}
-	}
-	rows, err := export.Callable(ctx, w, rest, o)
+	rows, err := export.Callable(ctx, w, resumed(first, more, next), o)
 	if err != nil {
 		s.streamFailed(r, rows, err)
 	}
@@ -428,7 +417,16 @@ func (s *server) channelLedger(w http.ResponseWriter, r *http.Request) {
 	o.Names = func(ctx context.Context, contacts []string) (map[string]string, error) {
 		return s.inbox.names(ctx, ch, contacts)
 	}
-	rest := func(yield func(permission.HistoryEvent, error) bool) {
+	rows, err := export.History(ctx, w, resumed(first, more, next), o)
+	if err != nil {
+		s.streamFailed(r, rows, err)
+	}
+}
+
+// resumed is a pulled sequence again, its first element (read before the
+// response started, so that an error could still be a 400) included.
+func resumed[T any](first T, more bool, next func() (T, error, bool)) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
 		if !more || !yield(first, nil) {
 			return
 		}
@@ -438,9 +436,5 @@ func (s *server) channelLedger(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-	}
-	rows, err := export.History(ctx, w, rest, o)
-	if err != nil {
-		s.streamFailed(r, rows, err)
 	}
 }
