@@ -3,7 +3,7 @@
 // app instances on one database). It imports no driver: the host imports
 // the one it wants and passes its *sql.DB to Open.
 //
-//	db, err := sql.Open("sqlite", "file:callready.db?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)")
+//	db, err := sql.Open("sqlite", "file:callready.db?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)")
 //	...
 //	st, err := sqlstore.Open(ctx, db, sqlstore.Config{})
 //	tr, err := permission.New(ctx, permission.Config{Store: st})
@@ -13,7 +13,7 @@
 // SQLite is tested with modernc.org/sqlite (pure Go, no cgo), driver name
 // "sqlite". The recommended DSN is
 //
-//	file:PATH?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)
+//	file:PATH?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)
 //
 // Its pragmas apply to every connection of the pool:
 //
@@ -22,9 +22,10 @@
 //     Store never contend: they queue on a mutex.
 //   - journal_mode(WAL): readers (a tracker's rebuild, Changes) run while a
 //     writer commits. Open also switches the file to WAL, which persists.
-//   - synchronous(NORMAL): in WAL mode a commit survives a crash of the
-//     process; a power loss may lose the last commits (FULL, the default,
-//     syncs on every commit and survives that too, at a cost in throughput).
+//   - synchronous(FULL): every commit is synced before it returns, so what
+//     the tracker acknowledged survives a power loss too; the tracker's
+//     group commit makes that one fsync per batch. NORMAL survives a crash
+//     of the process only (a power loss may lose the last commits).
 //   - foreign_keys(1): harmless for these tables; keeps a CRM's own tables
 //     in the same file honest.
 //
