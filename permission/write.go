@@ -1,0 +1,532 @@
+package permission
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/callready/callready/store"
+)
+
+// The write path: one store transaction per batch of requests (group
+// commit). Each event is deduplicated against the ledger, resolved to its
+// person (joining persons when it shows identifiers of several), folded
+// into the person's state and appended to the ledger; then the person's
+// entry is compared with the one last listed and the change between them
+// appended to the change log.
+
+// pending is one person being written by a batch.
+type pending struct {
+	key        store.Key // the person's contact; it moves as identifiers join
+	state      pairState
+	revision   int64
+	dirty      bool
+	aliasDirty bool            // the person's other identifiers must (re)point to key
+	replaced   []replacedEntry // entries this person was listed under another contact
+	into       *pending        // merged into this one (set on persons that joined another)
+}
+
+// replacedEntry is an entry listed under a contact that now names another
+// person's identifier (two persons joined, or the person's contact moved).
+type replacedEntry struct {
+	contact string
+	listed  listed
+}
+
+// rawRecord is what one pair key held when the batch read it.
+type rawRecord struct {
+	kind     int
+	state    pairState
+	alias    string
+	revision int64
+	exists   bool
+	data     bool
+}
+
+// commit writes a batch in one store transaction: the new ledger events,
+// the states folded from them and the change-log entries they cause. Then
+// it applies the committed changes to the index, through the same path as
+// another tracker's changes. Only one commit runs at a time.
+func (t *Tracker) commit(ctx context.Context, batch []*request) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.WriteTimeout)
+	defer cancel()
+	var appended []store.Change
+	err := t.store.Update(wctx, func(tx store.Tx) error {
+		appended = appended[:0]
+		w := batchWriter{t: t, tx: tx, ctx: wctx, pairs: make(map[store.Key]*pending)}
+		return w.write(batch, &appended)
+	})
+	if err != nil {
+		for _, r := range batch {
+			r.changes, r.err = nil, err
+			close(r.done)
+		}
+		return
+	}
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
+	if t.cfg.Shared || (len(appended) > 0 && appended[0].Revision != t.Revision()+1) {
+		// Other trackers write to the store too, or revisions this
+		// tracker never applied were committed (a write reported as failed
+		// that the store made anyway): follow the log, this batch
+		// included, so nothing committed stays out of the list.
+		if err := t.catchUp(wctx); err == nil {
+			return
+		} else if t.cfg.Shared {
+			t.log.Warn("callready: reading the change log after a write failed; the follower will retry", "err", err)
+			return
+		}
+		t.log.Warn("callready: reading the change log over a revision gap failed", "err", err)
+	}
+	t.followMu.Lock()
+	defer t.followMu.Unlock()
+	t.applyChanges(appended)
+}
+
+// batchWriter folds one batch inside a store transaction.
+type batchWriter struct {
+	t     *Tracker
+	tx    store.Tx
+	ctx   context.Context
+	pairs map[store.Key]*pending // every identifier key of a person read so far → its person
+	raw   map[store.Key]rawRecord
+	order []*pending
+	chans map[string]*chanPending
+}
+
+// chanPending is a channel's own state being written by a batch.
+type chanPending struct {
+	state *channelState
+	dirty bool
+}
+
+// channel returns the channel's own state (its callback settings),
+// reading it once per batch.
+func (w *batchWriter) channel(name string) (*chanPending, error) {
+	if c := w.chans[name]; c != nil {
+		return c, nil
+	}
+	st, err := w.tx.Get(w.ctx, store.Key{Channel: name})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	return w.addChannel(name, st)
+}
+
+func (w *batchWriter) addChannel(name string, st store.State) (*chanPending, error) {
+	cs, err := decodeChannel(st.Data)
+	if err != nil {
+		return nil, fmt.Errorf("channel %s: %w", name, err)
+	}
+	if w.chans == nil {
+		w.chans = make(map[string]*chanPending)
+	}
+	c := &chanPending{state: cs}
+	w.chans[name] = c
+	return c, nil
+}
+
+func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
+	var refs []store.EventRef
+	var keys []store.Key
+	for _, r := range batch {
+		for i := range r.events {
+			le := &r.events[i]
+			refs = append(refs, store.EventRef{Channel: le.Key.Channel, Dedupe: le.Dedupe})
+			keys = append(keys, le.Key, store.Key{Channel: le.Key.Channel})
+			for _, a := range le.Aliases {
+				keys = append(keys, store.Key{Channel: le.Key.Channel, Contact: a})
+			}
+		}
+		keys = append(keys, r.also...)
+		keys = append(keys, r.wake...)
+	}
+	seen := map[store.EventRef]bool{}
+	if len(refs) > 0 {
+		known, err := w.tx.Known(w.ctx, refs)
+		if err != nil {
+			return err
+		}
+		seen = known
+	}
+	if err := w.prefetch(uniqueKeys(keys)); err != nil {
+		return err
+	}
+	for _, r := range batch {
+		r.changes = r.changes[:0]
+		now := r.now.UnixNano()
+		for i := range r.events {
+			le := &r.events[i]
+			ref := store.EventRef{Channel: le.Key.Channel, Dedupe: le.Dedupe}
+			if seen[ref] {
+				continue // a redelivery: recorded already
+			}
+			seen[ref] = true
+			if le.Key.Contact == "" { // the channel's own event: a callback setting
+				c, err := w.channel(le.Key.Channel)
+				if err != nil {
+					return err
+				}
+				if c.state.fold(le.At.UnixNano(), CallbackStatus(le.Source)) {
+					c.dirty = true
+				}
+				if err := w.tx.AppendEvent(w.ctx, *le); err != nil {
+					return err
+				}
+				continue
+			}
+			p, err := w.resolve(le.Key.Channel, append([]string{le.Key.Contact}, le.Aliases...))
+			if err != nil {
+				return err
+			}
+			n := len(p.state.ids)
+			p.state.fold(recOf(le, -1))
+			p.state.compact(now)
+			p.dirty = true
+			if len(p.state.ids) != n {
+				p.aliasDirty = true // a new identifier: point it at the person
+			}
+			w.rekey(p)
+			if err := w.settle(r, p, le.At.UnixNano(), appended); err != nil {
+				return err
+			}
+			le.Revision = p.revision
+			if err := w.tx.AppendEvent(w.ctx, *le); err != nil {
+				return err
+			}
+		}
+		for _, k := range r.also {
+			p, err := w.person(k)
+			if err != nil {
+				return err
+			}
+			if p == nil {
+				continue
+			}
+			p.state.compact(now)
+			if err := w.settle(r, p, now, appended); err != nil {
+				return err
+			}
+		}
+		for _, k := range r.wake {
+			p, err := w.person(k)
+			if err != nil {
+				return err
+			}
+			if p == nil || p.state.wake == none || p.state.wake > now {
+				continue // handled by another tracker already
+			}
+			at := p.state.wake
+			p.state.compact(now)
+			if err := w.settle(r, p, at, appended); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range w.order {
+		if p.into != nil {
+			continue // its identifiers are now the other person's
+		}
+		if p.dirty {
+			if err := w.tx.Put(w.ctx, p.key, store.State{Data: encodeState(&p.state), Revision: p.revision}); err != nil {
+				return err
+			}
+		}
+		if p.aliasDirty {
+			for _, x := range p.state.ids {
+				if x.id == p.key.Contact {
+					continue
+				}
+				if err := w.tx.Put(w.ctx, store.Key{Channel: p.key.Channel, Contact: x.id}, store.State{Data: encodeAlias(p.key.Contact)}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for name, c := range w.chans {
+		if c.dirty {
+			if err := w.tx.Put(w.ctx, store.Key{Channel: name}, store.State{Data: encodeChannel(c.state)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func uniqueKeys(keys []store.Key) []store.Key {
+	seen := make(map[store.Key]bool, len(keys))
+	out := keys[:0:0]
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// prefetch reads keys with GetMany when the transaction can (one round
+// trip), and then the persons the aliases among them name.
+func (w *batchWriter) prefetch(keys []store.Key) error {
+	gm, ok := w.tx.(store.GetManyTx)
+	if !ok || len(keys) < 2 {
+		return nil
+	}
+	for round := 0; round < 2 && len(keys) > 0; round++ {
+		got, err := gm.GetMany(w.ctx, keys)
+		if err != nil {
+			return err
+		}
+		var targets []store.Key
+		for _, k := range keys {
+			st, exists := got[k]
+			if k.Contact == "" {
+				if _, err := w.addChannel(k.Channel, st); err != nil {
+					return err
+				}
+				continue
+			}
+			rec, err := w.remember(k, st, exists)
+			if err != nil {
+				return err
+			}
+			if rec.kind == recordAlias {
+				if t := (store.Key{Channel: k.Channel, Contact: rec.alias}); w.raw[t].kind == recordNone && !w.raw[t].exists {
+					targets = append(targets, t)
+				}
+			}
+		}
+		keys = uniqueKeys(targets)
+	}
+	return nil
+}
+
+// remember decodes what a key held.
+func (w *batchWriter) remember(k store.Key, st store.State, exists bool) (rawRecord, error) {
+	if exists && st.Data == nil {
+		// Only a migration leaves a stored pair without a cached state,
+		// and New rebuilds every such pair before it returns.
+		return rawRecord{}, fmt.Errorf("permission: %s/%s has no cached state: open a new Tracker on this store to rebuild it from the ledger", k.Channel, k.Contact)
+	}
+	kind, s, alias, err := decodeRecord(st.Data)
+	if err != nil {
+		return rawRecord{}, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
+	}
+	rec := rawRecord{kind: kind, state: s, alias: alias, revision: st.Revision, exists: exists}
+	if w.raw == nil {
+		w.raw = make(map[store.Key]rawRecord)
+	}
+	w.raw[k] = rec
+	return rec, nil
+}
+
+func (w *batchWriter) load(k store.Key) (rawRecord, error) {
+	if rec, ok := w.raw[k]; ok {
+		return rec, nil
+	}
+	st, err := w.tx.Get(w.ctx, k)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return rawRecord{}, err
+	}
+	return w.remember(k, st, err == nil)
+}
+
+// person returns the person an identifier names, nil when none yet.
+func (w *batchWriter) person(k store.Key) (*pending, error) {
+	for depth := 0; ; depth++ {
+		if p := w.pairs[k]; p != nil {
+			for p.into != nil {
+				p = p.into
+			}
+			return p, nil
+		}
+		rec, err := w.load(k)
+		if err != nil {
+			return nil, err
+		}
+		switch rec.kind {
+		case recordNone:
+			return nil, nil
+		case recordAlias:
+			if depth > 0 {
+				return nil, fmt.Errorf("permission: %s/%s: an alias names an alias", k.Channel, k.Contact)
+			}
+			k = store.Key{Channel: k.Channel, Contact: rec.alias}
+			continue
+		}
+		p := &pending{key: k, state: rec.state, revision: rec.revision}
+		if len(p.state.ids) == 0 {
+			p.state.addIdent(k.Contact, p.state.floor)
+		}
+		w.register(p)
+		return p, nil
+	}
+}
+
+// register makes every identifier of p resolve to p in this batch.
+func (w *batchWriter) register(p *pending) {
+	if w.pairs == nil {
+		w.pairs = make(map[store.Key]*pending)
+	}
+	w.pairs[p.key] = p
+	for _, x := range p.state.ids {
+		w.pairs[store.Key{Channel: p.key.Channel, Contact: x.id}] = p
+	}
+	w.order = append(w.order, p)
+}
+
+// resolve returns the one person the identifiers name, joining the persons
+// they named so far into one (the union of their states), or a new person.
+func (w *batchWriter) resolve(channel string, ids []string) (*pending, error) {
+	var persons []*pending
+	for _, id := range ids {
+		p, err := w.person(store.Key{Channel: channel, Contact: id})
+		if err != nil {
+			return nil, err
+		}
+		if p != nil && !slices.Contains(persons, p) {
+			persons = append(persons, p)
+		}
+	}
+	if len(persons) == 0 {
+		p := &pending{key: store.Key{Channel: channel, Contact: ids[0]}, state: pairState{floor: none, wake: none}}
+		w.register(p)
+		for _, id := range ids {
+			w.pairs[store.Key{Channel: channel, Contact: id}] = p
+		}
+		return p, nil
+	}
+	base := persons[0]
+	for _, o := range persons[1:] {
+		base.state.union(&o.state)
+		base.replaced = append(base.replaced, o.replaced...)
+		base.replaced = append(base.replaced, replacedEntry{o.key.Contact, o.state.listed})
+		o.into = base
+		base.dirty, base.aliasDirty = true, true
+		for _, x := range o.state.ids {
+			w.pairs[store.Key{Channel: channel, Contact: x.id}] = base
+		}
+	}
+	for _, id := range ids {
+		w.pairs[store.Key{Channel: channel, Contact: id}] = base
+	}
+	return base, nil
+}
+
+// rekey moves a person to the contact its identifiers now choose; the
+// entry listed under the old contact is replaced by the new one's.
+func (w *batchWriter) rekey(p *pending) {
+	c := p.state.contact()
+	if c == "" || c == p.key.Contact {
+		return
+	}
+	p.replaced = append(p.replaced, replacedEntry{p.key.Contact, p.state.listed})
+	p.state.listed = listed{}
+	p.key = store.Key{Channel: p.key.Channel, Contact: c}
+	p.dirty, p.aliasDirty = true, true
+}
+
+// settle compares the pair's entry at its floor with the one last listed
+// and appends the change between them, if any; when only the wake-up
+// instant moved it appends a Scheduled change, so every tracker's index
+// (this one's included) learns it from the log.
+func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store.Change) error {
+	s := &p.state
+	lc := w.t.cfg.Limits
+	c, err := w.channel(p.key.Channel)
+	if err != nil {
+		return err
+	}
+	s.callbacks, s.confirmedOnly = c.state, w.t.cfg.ConfirmedCallbacksOnly
+	cur := s.entryAt(s.floor, lc)
+	wake := s.wakeAfter(s.floor, lc)
+	var replaces []string
+	for _, old := range p.replaced {
+		if old.contact == p.key.Contact && old.listed.ok && !s.listed.ok {
+			s.listed = old.listed // the row under this contact is the person's now
+		}
+	}
+	rowReplaced := false
+	for _, old := range p.replaced {
+		if old.contact == p.key.Contact || slices.Contains(replaces, old.contact) {
+			continue
+		}
+		if cur.ok || !old.listed.ok {
+			// Its row (if listed) and its wake-up go with the change
+			// below: the person is listed under p.key now.
+			replaces = append(replaces, old.contact)
+			rowReplaced = rowReplaced || old.listed.ok
+			continue
+		}
+		// The joined person is not callable: the old entry ends.
+		typ, end, ok := s.ending(old.listed)
+		if !ok {
+			typ, end = Revoked, at
+		}
+		if err := w.appendChange(r, p, store.Key{Channel: p.key.Channel, Contact: old.contact}, typ, end, old.listed, s.listed, s.wake, nil, appended); err != nil {
+			return err
+		}
+	}
+	p.replaced = nil
+	if typ, end, ok := s.split(s.listed, cur, lc); ok {
+		if err := w.appendChange(r, p, p.key, typ, end, s.listed, listed{}, wake, nil, appended); err != nil {
+			return err
+		}
+	}
+	typ, cat, ok := s.transition(s.listed, cur, at)
+	if !ok && rowReplaced {
+		typ, cat, ok = Extended, at, true // the same entry, now the only one of the person
+	}
+	if !ok && len(replaces) > 0 {
+		typ, cat, ok = Scheduled, s.floor, true // only identifiers moved: tell the index
+	}
+	if !ok {
+		if wake == s.wake {
+			return nil
+		}
+		typ, cat = Scheduled, s.floor
+	}
+	entry := cur
+	if typ == Revoked || typ == Expired {
+		entry = s.listed
+	}
+	return w.appendChange(r, p, p.key, typ, cat, entry, cur, wake, replaces, appended)
+}
+
+// appendChange appends one change about entry to the log and makes after
+// and wake the pair's listed entry and wake-up instant.
+func (w *batchWriter) appendChange(r *request, p *pending, key store.Key, typ ChangeType, cat int64, entry, after listed, wake int64, replaces []string, appended *[]store.Change) error {
+	s := &p.state
+	sc := store.Change{
+		Type: string(typ), Key: key, At: fromNs(cat), Kind: string(entry.kind), Source: string(entry.source),
+		GrantedAt: fromNs(entry.granted), CallsLeft: entry.callsLeft, UnansweredStreak: entry.streak,
+		WaID: entry.waID, UserID: entry.userID, Replaces: replaces,
+	}
+	if key == p.key {
+		sc.Wake = fromNs(wake)
+	}
+	if entry.ok && entry.kind == Temporary {
+		sc.ExpiresAt = fromNs(entry.expires)
+	}
+	if !entry.ok {
+		sc.GrantedAt = time.Time{}
+	}
+	rev, err := w.tx.Append(w.ctx, sc)
+	if err != nil {
+		return err
+	}
+	sc.Revision = rev
+	if key == p.key {
+		s.listed, s.wake = after, wake
+		p.revision = rev
+	}
+	p.dirty = true
+	*appended = append(*appended, sc)
+	r.changes = append(r.changes, fromStore(sc))
+	return nil
+}
