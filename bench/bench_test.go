@@ -28,7 +28,7 @@ func sizes() []int {
 // available here (PostgreSQL without CALLREADY_TEST_POSTGRES).
 func loaded(b *testing.B, kind string, n int, forExpiry bool) Impl {
 	b.Helper()
-	if kind == KindPostgres && PostgresDSN() == "" {
+	if NeedsPostgres(kind) && PostgresDSN() == "" {
 		b.Skipf("PostgreSQL skipped: %s is not set (start a server with: eval \"$(../scripts/pg.sh start /tmp/benchpg)\")", EnvPostgres)
 	}
 	ctx := context.Background()
@@ -56,7 +56,7 @@ func BenchmarkPage(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for b.Loop() {
-					rows, err := impl.Page(ctx, HotChannel, now)
+					rows, err := impl.Page(ctx, HotChannel, now, nil)
 					if err != nil || len(rows) != PageSize {
 						b.Fatal(err, len(rows))
 					}

@@ -19,6 +19,11 @@ import (
 type Callready struct {
 	tr  *permission.Tracker
 	clk *clock.Mock
+	st  store.Store
+	// cursors maps the last row of a page to the NextCursor Eligible gave
+	// for it (PrepareCursors), so that Page can start after any row a
+	// DeepPage names.
+	cursors map[Row]string
 }
 
 // ExpirySubscriberBuffer is the SubscriberBuffer the benchmarks configure,
@@ -37,7 +42,50 @@ func NewCallready(ctx context.Context, st store.Store) (*Callready, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Callready{tr: tr, clk: clk}, nil
+	return &Callready{tr: tr, clk: clk, st: st}, nil
+}
+
+// Store returns the store the tracker runs on.
+func (c *Callready) Store() store.Store { return c.st }
+
+// PrepareCursors walks the listings of the pages' channels at now, page
+// by page, and keeps the NextCursor of every page whose last row is one of
+// pages' After rows: Eligible's cursors are opaque, and this is how a host
+// gets them.
+func (c *Callready) PrepareCursors(ctx context.Context, pages []DeepPage, now time.Time) error {
+	want := map[string]map[Row]bool{}
+	for _, p := range pages {
+		if want[p.Channel] == nil {
+			want[p.Channel] = map[Row]bool{}
+		}
+		want[p.Channel][p.After] = true
+	}
+	c.cursors = map[Row]string{}
+	for ch, rows := range want {
+		q := permission.Query{Limit: PageSize, Now: now}
+		for {
+			p, err := c.tr.Eligible(ctx, ch, q)
+			if err != nil {
+				return err
+			}
+			if len(p.Entries) > 0 {
+				e := p.Entries[len(p.Entries)-1]
+				if r := (Row{e.Contact, e.ExpiresAt.UnixNano()}); rows[r] && p.NextCursor != "" {
+					c.cursors[r] = p.NextCursor
+				}
+			}
+			if p.NextCursor == "" {
+				break
+			}
+			q.Cursor = p.NextCursor
+		}
+	}
+	for _, p := range pages {
+		if _, ok := c.cursors[p.After]; !ok {
+			return fmt.Errorf("callready: no page of %s ends at %v", p.Channel, p.After)
+		}
+	}
+	return nil
 }
 
 // Tracker returns the underlying tracker.
@@ -68,8 +116,17 @@ func (c *Callready) Record(ctx context.Context, g Grant) error {
 	return err
 }
 
-func (c *Callready) Page(ctx context.Context, channel string, now time.Time) ([]Row, error) {
-	p, err := c.tr.Eligible(ctx, channel, permission.Query{Limit: PageSize, Now: now})
+// Page lists with Eligible; after must be a row PrepareCursors prepared.
+func (c *Callready) Page(ctx context.Context, channel string, now time.Time, after *Row) ([]Row, error) {
+	q := permission.Query{Limit: PageSize, Now: now}
+	if after != nil {
+		cur, ok := c.cursors[*after]
+		if !ok {
+			return nil, fmt.Errorf("callready: no cursor prepared after %v", *after)
+		}
+		q.Cursor = cur
+	}
+	p, err := c.tr.Eligible(ctx, channel, q)
 	if err != nil {
 		return nil, err
 	}

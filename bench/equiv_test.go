@@ -14,7 +14,7 @@ func testImpls(t *testing.T, w Workload) map[string]Impl {
 	ctx := context.Background()
 	impls := map[string]Impl{}
 	for _, kind := range Kinds() {
-		if kind == KindPostgres && PostgresDSN() == "" {
+		if NeedsPostgres(kind) && PostgresDSN() == "" {
 			t.Logf("postgres skipped: %s is not set", EnvPostgres)
 			continue
 		}
@@ -33,22 +33,23 @@ func testImpls(t *testing.T, w Workload) map[string]Impl {
 
 // TestSamePage checks that every alternative computes the same callable
 // page as callready, for every channel, at instants where none, some and
-// most of the grants have expired, after a record, and after an expiry.
+// most of the grants have expired, at random cursors, after new records
+// and re-grants, and after an expiry.
 func TestSamePage(t *testing.T) {
 	ctx := context.Background()
-	w := Workload{N: 997}
+	w := Workload{N: 2997}
 	impls := testImpls(t, w)
-	ref := impls[KindCallready]
+	ref := impls[KindCallready].(*Callready)
 
 	check := func(when string, now time.Time) {
 		t.Helper()
-		for _, ch := range append(Channels(), RecordChannel, "unknown") {
-			want, err := ref.Page(ctx, ch, now)
+		for _, ch := range append(Channels(), "unknown") {
+			want, err := ref.Page(ctx, ch, now, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for kind, impl := range impls {
-				got, err := impl.Page(ctx, ch, now)
+				got, err := impl.Page(ctx, ch, now, nil)
 				if err != nil {
 					t.Fatal(kind, err)
 				}
@@ -59,28 +60,104 @@ func TestSamePage(t *testing.T) {
 		}
 	}
 	check("all active", PageNow())
-	first, _ := ref.Page(ctx, HotChannel, PageNow())
+	first, _ := ref.Page(ctx, HotChannel, PageNow(), nil)
 	if len(first) != PageSize || first[0].ExpiresAt >= first[1].ExpiresAt {
 		t.Fatalf("callready's first page is not %d rows soonest first: %v", PageSize, first)
 	}
 	check("a third expired", T0.Add(56*time.Hour))
 	check("most expired", T0.Add(160*time.Hour))
 
+	checkDeep := func(when string) {
+		t.Helper()
+		deep := w.DeepPages(40)
+		if err := ref.PrepareCursors(ctx, deep, PageNow()); err != nil {
+			t.Fatal(err)
+		}
+		chs := map[string]bool{}
+		for i, d := range deep {
+			chs[d.Channel] = true
+			want, err := ref.Page(ctx, d.Channel, PageNow(), &d.After)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(want) != PageSize || cmpRow(want[0], d.After) <= 0 {
+				t.Fatalf("%s: callready's page %d after %v: %d rows starting %v", when, i, d.After, len(want), want[:1])
+			}
+			for kind, impl := range impls {
+				got, err := impl.Page(ctx, d.Channel, PageNow(), &d.After)
+				if err != nil {
+					t.Fatal(kind, err)
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("%s: %s page after %v differs from callready's:\n got %v\nwant %v", when, kind, d.After, got, want)
+				}
+			}
+		}
+		if len(chs) != len(Channels()) {
+			t.Errorf("deep pages rotate over %d channels, want %d", len(chs), len(Channels()))
+		}
+	}
+	checkDeep("loaded")
+
+	const records = 60
 	for kind, impl := range impls {
-		for k := range 60 {
+		for k := range records {
 			if err := impl.Record(ctx, RecordGrant(k)); err != nil {
+				t.Fatal(kind, err)
+			}
+			if err := impl.Record(ctx, w.Regrant(k)); err != nil {
 				t.Fatal(kind, err)
 			}
 		}
 	}
-	check("after records", PageNow())
+	check("after records and re-grants", PageNow())
+	// The loaded positions moved, so the pages after a cursor are compared
+	// along a walk of callready's listings: each alternative's page after
+	// the last row of callready's previous page.
+	for _, ch := range Channels() {
+		var after *Row
+		q := PageNow()
+		for pages := 0; ; pages++ {
+			want, err := ref.Page(ctx, ch, q, after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for kind, impl := range impls {
+				got, err := impl.Page(ctx, ch, q, after)
+				if err != nil {
+					t.Fatal(kind, err)
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("after records, %s page %d of %s differs from callready's:\n got %v\nwant %v", kind, pages, ch, got, want)
+				}
+			}
+			if len(want) < PageSize {
+				break
+			}
+			last := want[len(want)-1]
+			after = &last
+			if err := ref.PrepareCursors(ctx, []DeepPage{{Channel: ch, After: last}}, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 
 	// Expiry by the simulated clock (ttlcache only knows the wall clock:
 	// its expiry is checked in TestTTLCacheExpiry).
 	cut := T0.Add(100 * time.Hour)
-	wantExpired := 0
+	latest := map[pairKey]time.Time{}
 	for i := range w.N {
-		if !w.Grant(i).ExpiresAt.After(cut) {
+		g := w.Grant(i)
+		latest[pairKey{g.Channel, g.Contact}] = g.ExpiresAt
+	}
+	for k := range records {
+		for _, g := range []Grant{RecordGrant(k), w.Regrant(k)} {
+			latest[pairKey{g.Channel, g.Contact}] = g.ExpiresAt
+		}
+	}
+	wantExpired := 0
+	for _, exp := range latest {
+		if !exp.After(cut) {
 			wantExpired++
 		}
 	}
@@ -94,6 +171,52 @@ func TestSamePage(t *testing.T) {
 		}
 	}
 	check("after expiry", cut)
+}
+
+// TestRecordsMove checks that the recorded grants land among the loaded
+// ones rather than after them: new contacts on every channel, re-grants of
+// distinct loaded contacts that extend them, in no rising order.
+func TestRecordsMove(t *testing.T) {
+	w := Workload{N: 10_000}
+	first, last := w.Grant(0).ExpiresAt, w.Grant(0).ExpiresAt
+	for i := range w.N {
+		e := w.Grant(i).ExpiresAt
+		if e.Before(first) {
+			first = e
+		}
+		if e.After(last) {
+			last = e
+		}
+	}
+	chs := map[string]bool{}
+	rises, seen := 0, map[string]bool{}
+	var prev time.Time
+	for k := range 1000 {
+		g := RecordGrant(k)
+		chs[g.Channel] = true
+		if g.ExpiresAt.Before(first) || g.ExpiresAt.After(last) || g.ExpiresAt.After(SweepAt()) {
+			t.Fatalf("record %d expires at %v, outside the loaded span %v … %v", k, g.ExpiresAt, first, last)
+		}
+		if g.ExpiresAt.After(prev) {
+			rises++
+		}
+		prev = g.ExpiresAt
+		r := w.Regrant(k)
+		if seen[r.Contact] {
+			t.Fatalf("re-grant %d repeats contact %s", k, r.Contact)
+		}
+		seen[r.Contact] = true
+		orig := w.Grant(int(uint64(k) * regrantStride % uint64(w.N)))
+		if r.Contact != orig.Contact || !r.ExpiresAt.After(orig.ExpiresAt) || r.ExpiresAt.After(SweepAt()) {
+			t.Fatalf("re-grant %d: %+v does not extend %+v before SweepAt", k, r, orig)
+		}
+	}
+	if len(chs) != len(Channels()) {
+		t.Errorf("records go to %d channels, want %d", len(chs), len(Channels()))
+	}
+	if rises > 600 || rises < 400 {
+		t.Errorf("%d of 1000 record expiries rise: not in random order", rises)
+	}
 }
 
 func TestTTLCacheExpiry(t *testing.T) {

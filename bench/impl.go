@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,9 +18,10 @@ type Impl interface {
 	// Load adds the N grants of w, batched where the implementation can.
 	Load(ctx context.Context, w Workload) error
 	// Page returns the PageSize soonest-expiring grants of channel still
-	// active at now, soonest first.
-	Page(ctx context.Context, channel string, now time.Time) ([]Row, error)
-	// Record adds one grant.
+	// active at now, soonest first (ties by contact); after a cursor when
+	// after is not nil (keyset: rows ordered after *after).
+	Page(ctx context.Context, channel string, now time.Time, after *Row) ([]Row, error)
+	// Record adds one grant, or replaces the pair's.
 	Record(ctx context.Context, g Grant) error
 	// Expire removes every grant due at now and returns once an event for
 	// each has been delivered to a subscriber (a callback, a subscription).
@@ -31,9 +33,26 @@ type Impl interface {
 // pairKey identifies a grant in the map-based alternatives.
 type pairKey struct{ channel, contact string }
 
-// take sorts rows by expiry and keeps the first PageSize.
+// cmpRow is the listing order: expiry, then contact.
+func cmpRow(a, b Row) int {
+	if a.ExpiresAt != b.ExpiresAt {
+		return cmp.Compare(a.ExpiresAt, b.ExpiresAt)
+	}
+	return strings.Compare(a.Contact, b.Contact)
+}
+
+// listed reports whether a grant of the channel expiring at exp belongs
+// in a listing at now (unix ns) after the cursor.
+func listed(contact string, exp, now int64, after *Row) bool {
+	if exp <= now {
+		return false
+	}
+	return after == nil || cmpRow(Row{contact, exp}, *after) > 0
+}
+
+// take sorts rows in listing order and keeps the first PageSize.
 func take(rows []Row) []Row {
-	slices.SortFunc(rows, func(a, b Row) int { return cmp.Compare(a.ExpiresAt, b.ExpiresAt) })
+	slices.SortFunc(rows, cmpRow)
 	return rows[:min(len(rows), PageSize)]
 }
 
@@ -62,12 +81,12 @@ func (s *MapScan) Record(_ context.Context, g Grant) error {
 	return nil
 }
 
-func (s *MapScan) Page(_ context.Context, channel string, now time.Time) ([]Row, error) {
+func (s *MapScan) Page(_ context.Context, channel string, now time.Time, after *Row) ([]Row, error) {
 	n := now.UnixNano()
 	var rows []Row
 	s.mu.RLock()
 	for k, exp := range s.m {
-		if k.channel == channel && exp > n {
+		if k.channel == channel && listed(k.contact, exp, n, after) {
 			rows = append(rows, Row{k.contact, exp})
 		}
 	}
@@ -142,12 +161,12 @@ func (t *TTLCache) Record(_ context.Context, g Grant) error {
 	return nil
 }
 
-func (t *TTLCache) Page(_ context.Context, channel string, now time.Time) ([]Row, error) {
+func (t *TTLCache) Page(_ context.Context, channel string, now time.Time, after *Row) ([]Row, error) {
 	n := now.UnixNano()
 	var rows []Row
 	t.c.Range(func(it *ttlcache.Item[pairKey, int64]) bool {
 		if k := it.Key(); k.channel == channel {
-			if exp := it.Value(); exp > n {
+			if exp := it.Value(); listed(k.contact, exp, n, after) {
 				rows = append(rows, Row{k.contact, exp})
 			}
 		}

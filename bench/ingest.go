@@ -76,7 +76,12 @@ func grantBody(channel, contact, msgID string, at, exp time.Time) []byte {
 // OpenSQLStore opens store/sql on a fresh SQLite file in dir or a fresh
 // PostgreSQL schema at dsn; cleanup closes and removes it.
 func OpenSQLStore(ctx context.Context, backend, dir, dsn string) (st *sqlstore.Store, cleanup func(), err error) {
-	var db *sql.DB
+	st, _, cleanup, err = openSQLStore(ctx, backend, dir, dsn)
+	return st, cleanup, err
+}
+
+// openSQLStore is OpenSQLStore, also returning the database.
+func openSQLStore(ctx context.Context, backend, dir, dsn string) (st *sqlstore.Store, db *sql.DB, cleanup func(), err error) {
 	var prefix string
 	var drop func()
 	switch backend {
@@ -84,7 +89,7 @@ func OpenSQLStore(ctx context.Context, backend, dir, dsn string) (st *sqlstore.S
 		db, err = sql.Open("sqlite", SQLiteDSN(filepath.Join(dir, "callready-"+randHex()+".db")))
 	case "postgres":
 		if dsn == "" {
-			return nil, nil, fmt.Errorf("postgres: %s is not set", EnvPostgres)
+			return nil, nil, nil, fmt.Errorf("postgres: %s is not set", EnvPostgres)
 		}
 		db, err = sql.Open("pgx", dsn)
 		if err == nil {
@@ -103,7 +108,7 @@ func OpenSQLStore(ctx context.Context, backend, dir, dsn string) (st *sqlstore.S
 		if db != nil {
 			db.Close()
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	st, err = sqlstore.Open(ctx, db, sqlstore.Config{TablePrefix: prefix})
 	cleanup = func() {
@@ -117,9 +122,9 @@ func OpenSQLStore(ctx context.Context, backend, dir, dsn string) (st *sqlstore.S
 	}
 	if err != nil {
 		cleanup()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return st, cleanup, nil
+	return st, db, cleanup, nil
 }
 
 // RunIngest runs one ingest measurement.

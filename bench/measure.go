@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"runtime"
@@ -15,13 +16,17 @@ const (
 	KindTTLCache  = "ttlcache"
 	KindMap       = "map+scan"
 	KindSQLite    = "sqlite"
-	KindPostgres  = "postgres"
+	KindPostgres  = "postgres"     // database/sql with pgx's stdlib driver
+	KindPgx       = "postgres-pgx" // pgx's native interface
 )
 
 // Kinds lists every Impl kind.
 func Kinds() []string {
-	return []string{KindCallready, KindTTLCache, KindMap, KindSQLite, KindPostgres}
+	return []string{KindCallready, KindTTLCache, KindMap, KindSQLite, KindPostgres, KindPgx}
 }
+
+// NeedsPostgres reports whether the kind needs CALLREADY_TEST_POSTGRES.
+func NeedsPostgres(kind string) bool { return kind == KindPostgres || kind == KindPgx }
 
 // InProcess reports whether the kind keeps its state in the Go heap (so
 // that memory per grant is measurable as heap in use).
@@ -41,9 +46,12 @@ func NewImpl(ctx context.Context, kind string, forExpiry bool, dir, dsn string) 
 		return NewMapScan(), nil
 	case KindSQLite:
 		return NewSQLiteTable(ctx, dir)
-	case KindPostgres:
+	case KindPostgres, KindPgx:
 		if dsn == "" {
-			return nil, fmt.Errorf("postgres: %s is not set", EnvPostgres)
+			return nil, fmt.Errorf("%s: %s is not set", kind, EnvPostgres)
+		}
+		if kind == KindPgx {
+			return NewPgxTable(ctx, dsn)
 		}
 		return NewPostgresTable(ctx, dsn)
 	}
@@ -57,20 +65,65 @@ type Options struct {
 	MinCalls, MaxCalls int
 	Budget             time.Duration
 	SkipExpire         bool
+	SkipFootprint      bool // callready: no second load to split its heap
 }
+
+// Float is a float64 that encodes NaN (not measured) as JSON null.
+type Float float64
+
+// MarshalJSON implements json.Marshaler.
+func (f Float) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(f))
+}
+
+// DeepPageCount is how many distinct random-cursor pages a measurement
+// cycles through.
+const DeepPageCount = 4096
 
 // Result is what Measure measured for one kind at one size.
 type Result struct {
-	Kind                    string
-	N                       int
-	Load                    time.Duration
-	BytesPerGrant           float64 // NaN when not in process
-	PageMedian, PageP99     time.Duration
-	PageCalls               int
-	RecordMedian, RecordP99 time.Duration
-	Records                 int
-	Expire                  time.Duration // expiry of every due grant, events delivered
-	Expired                 int
+	Kind          string
+	N             int
+	Load          time.Duration
+	BytesPerGrant Float // heap in use per grant after the load; NaN when not in process
+	// Pages of PageSize: the first page of the hot channel (as issue 8
+	// measured), first pages with the channels rotating, and pages at a
+	// pseudo-random cursor with the channels rotating (Workload.DeepPages).
+	PageMedian, PageP99         time.Duration
+	PageCalls                   int
+	FirstRotMedian, FirstRotP99 time.Duration
+	FirstRotCalls               int
+	DeepMedian, DeepP99         time.Duration
+	DeepCalls                   int
+	// Records: new contacts (RecordGrant), then re-grants of loaded
+	// contacts (Workload.Regrant), both with pseudo-random expiries.
+	RecordMedian, RecordP99   time.Duration
+	Records                   int
+	RegrantMedian, RegrantP99 time.Duration
+	Regrants                  int
+	Expire                    time.Duration // expiry of every due grant, events delivered
+	Expired                   int
+	// callready only (NaN otherwise), from a second load of the same
+	// workload (MeasureFootprint).
+	Footprint Footprint
+}
+
+// Footprint splits callready's heap: the tracker's index and its memory
+// store per grant, and the memory store's ledger per event.
+type Footprint struct {
+	TotalBytesPerGrant  Float // tracker + memory store (the second load's BytesPerGrant)
+	IndexBytesPerGrant  Float // the tracker (its index): total minus what stays after Close
+	StoreBytesPerGrant  Float // the memory store: pair states, change log, ledger
+	LedgerBytesPerEvent Float // a memory store holding only the same ledger events
+	LedgerEvents        int
+}
+
+func nanFootprint() Footprint {
+	n := Float(math.NaN())
+	return Footprint{n, n, n, n, 0}
 }
 
 // heapInuse returns HeapInuse after two collections.
@@ -112,8 +165,9 @@ func timeCalls(minCalls, maxCalls int, budget time.Duration, fn func(i int) erro
 // records of new grants; and the expiry of every loaded grant with events
 // delivered (on a second, due-mode instance for ttlcache).
 func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, error) {
-	r := Result{Kind: kind, N: w.N, BytesPerGrant: math.NaN()}
+	r := Result{Kind: kind, N: w.N, BytesPerGrant: Float(math.NaN()), Footprint: nanFootprint()}
 	inProc := InProcess(kind)
+	deep := w.DeepPages(DeepPageCount)
 	var before uint64
 	if inProc {
 		before = heapInuse()
@@ -134,28 +188,54 @@ func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, e
 	r.Load = time.Since(t)
 	if inProc {
 		after := heapInuse()
-		r.BytesPerGrant = (float64(after) - float64(before)) / float64(w.N)
+		r.BytesPerGrant = Float((float64(after) - float64(before)) / float64(w.N))
 		runtime.KeepAlive(impl)
 	}
 
 	now := PageNow()
-	want := min(PageSize, w.N*16/20)
+	chs := Channels()
+	perChannel := w.PerChannel()
+	wantRows := func(ch string) int { return min(PageSize, perChannel[ch]) }
+	page := func(ch string, after *Row, want int) error {
+		rows, err := impl.Page(ctx, ch, now, after)
+		if err == nil && len(rows) < want {
+			err = fmt.Errorf("page of %s: %d rows, want %d", ch, len(rows), want)
+		}
+		return err
+	}
+	if c, ok := impl.(*Callready); ok && len(deep) > 0 {
+		if err := c.PrepareCursors(ctx, deep, now); err != nil {
+			return r, err
+		}
+	}
 	for range 3 { // warm up
-		if _, err := impl.Page(ctx, HotChannel, now); err != nil {
+		if err := page(HotChannel, nil, 0); err != nil {
 			return r, fmt.Errorf("%s: page: %w", kind, err)
 		}
 	}
-	lat, err := timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(int) error {
-		rows, err := impl.Page(ctx, HotChannel, now)
-		if err == nil && len(rows) != want {
-			err = fmt.Errorf("page of %d rows, want %d", len(rows), want)
-		}
-		return err
-	})
+	lat, err := timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(int) error { return page(HotChannel, nil, wantRows(HotChannel)) })
 	if err != nil {
 		return r, fmt.Errorf("%s: page: %w", kind, err)
 	}
 	r.PageMedian, r.PageP99, r.PageCalls = Percentile(lat, 0.5), Percentile(lat, 0.99), len(lat)
+	lat, err = timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(i int) error {
+		ch := chs[i%len(chs)]
+		return page(ch, nil, wantRows(ch))
+	})
+	if err != nil {
+		return r, fmt.Errorf("%s: page, channels rotating: %w", kind, err)
+	}
+	r.FirstRotMedian, r.FirstRotP99, r.FirstRotCalls = Percentile(lat, 0.5), Percentile(lat, 0.99), len(lat)
+	if len(deep) > 0 {
+		lat, err = timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(i int) error {
+			d := deep[i%len(deep)]
+			return page(d.Channel, &d.After, PageSize)
+		})
+		if err != nil {
+			return r, fmt.Errorf("%s: page at a cursor: %w", kind, err)
+		}
+		r.DeepMedian, r.DeepP99, r.DeepCalls = Percentile(lat, 0.5), Percentile(lat, 0.99), len(lat)
+	}
 
 	lat, err = timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(i int) error {
 		return impl.Record(ctx, RecordGrant(i))
@@ -164,11 +244,20 @@ func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, e
 		return r, fmt.Errorf("%s: record: %w", kind, err)
 	}
 	r.RecordMedian, r.RecordP99, r.Records = Percentile(lat, 0.5), Percentile(lat, 0.99), len(lat)
+	lat, err = timeCalls(o.MinCalls, min(o.MaxCalls, w.N), o.Budget, func(i int) error {
+		return impl.Record(ctx, w.Regrant(i))
+	})
+	if err != nil {
+		return r, fmt.Errorf("%s: re-grant: %w", kind, err)
+	}
+	r.RegrantMedian, r.RegrantP99, r.Regrants = Percentile(lat, 0.5), Percentile(lat, 0.99), len(lat)
 	if o.SkipExpire {
 		return r, nil
 	}
+	wantExpired := w.N + r.Records // the new contacts are due at SweepAt too
 
 	if kind == KindTTLCache {
+		wantExpired = w.N
 		impl.Close()
 		impl = nil
 		runtime.GC()
@@ -185,8 +274,15 @@ func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, e
 	if err != nil {
 		return r, fmt.Errorf("%s: expire: %w", kind, err)
 	}
-	if n != w.N {
-		return r, fmt.Errorf("%s: expired %d grants, want %d", kind, n, w.N)
+	if n != wantExpired {
+		return r, fmt.Errorf("%s: expired %d grants, want %d", kind, n, wantExpired)
+	}
+	if kind == KindCallready && !o.SkipFootprint {
+		impl.Close()
+		impl = nil
+		if r.Footprint, err = MeasureFootprint(ctx, w); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
 }

@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -10,13 +13,11 @@ import (
 var T0 = time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
 
 // Channels of a workload: HotChannel holds 80% of the grants, the four
-// others 5% each. RecordChannel receives the grants recorded during the
-// record measurement.
+// others 5% each.
 const (
-	HotChannel    = "106540352242922"
-	RecordChannel = "106540352249999"
-	PageSize      = 50
-	permStride    = 1_000_003 // prime: i*permStride mod n permutes 0..n-1 for n not a multiple of it
+	HotChannel = "106540352242922"
+	PageSize   = 50
+	permStride = 1_000_003 // prime: i*permStride mod n permutes 0..n-1 for n not a multiple of it
 )
 
 var coldChannels = [...]string{"106540352240001", "106540352240002", "106540352240003", "106540352240004"}
@@ -46,10 +47,7 @@ const span = 167 * time.Hour
 
 // Grant returns grant i of the workload, 0 <= i < N.
 func (w Workload) Grant(i int) Grant {
-	ch := HotChannel
-	if r := i % 20; r >= 16 {
-		ch = coldChannels[r-16]
-	}
+	ch := channelOf(i)
 	pos := int64(uint64(i) * permStride % uint64(w.N)) // distinct positions 0..N-1
 	// Whole microseconds (store.Precision, what the tracker keeps), still
 	// distinct for N up to span/1µs.
@@ -63,22 +61,125 @@ func (w Workload) Grant(i int) Grant {
 	}
 }
 
+// PerChannel returns how many grants each channel holds.
+func (w Workload) PerChannel() map[string]int {
+	out := map[string]int{}
+	for i := range w.N {
+		out[channelOf(i)]++
+	}
+	return out
+}
+
+// channelOf is grant i's channel: 16 of every 20 on the hot one.
+func channelOf(i int) string {
+	if r := i % 20; r >= 16 {
+		return coldChannels[r-16]
+	}
+	return HotChannel
+}
+
 // PageNow is the instant pages are listed at: every loaded grant is active.
 func PageNow() time.Time { return T0.Add(30 * time.Minute) }
 
-// SweepAt is the instant every loaded grant is due, but no grant recorded
-// by RecordGrant is.
+// SweepAt is the instant every loaded grant is due, and every grant
+// recorded by RecordGrant or Regrant too.
 func SweepAt() time.Time { return T0.Add(500 * time.Hour) }
 
-// RecordGrant returns the k-th grant recorded into a loaded workload: a new
-// contact of RecordChannel that expires after SweepAt.
+// mix is splitmix64: a fixed pseudo-random function of k, so every
+// alternative records the same sequence.
+func mix(k uint64) uint64 {
+	k += 0x9e3779b97f4a7c15
+	k = (k ^ (k >> 30)) * 0xbf58476d1ce4e5b9
+	k = (k ^ (k >> 27)) * 0x94d049bb133111eb
+	return k ^ (k >> 31)
+}
+
+// randomIn returns a pseudo-random duration in [0, d), whole microseconds.
+func randomIn(k uint64, d time.Duration) time.Duration {
+	return time.Duration(mix(k)%uint64(d/time.Microsecond)) * time.Microsecond
+}
+
+// RecordGrant returns the k-th new grant recorded into a loaded workload:
+// a new contact, on the five loaded channels in turn, expiring at a
+// pseudo-random instant inside the loaded span (T0+1h … T0+168h), so it
+// lands among the loaded grants in every index (not at its end) and is due
+// at SweepAt like them.
 func RecordGrant(k int) Grant {
+	chs := Channels()
 	return Grant{
-		Channel:   RecordChannel,
+		Channel:   chs[k%len(chs)],
 		Contact:   "3461" + strconv.Itoa(20_000_000+k),
 		GrantedAt: T0,
-		ExpiresAt: T0.Add(1000*time.Hour + time.Duration(k)*time.Millisecond),
+		ExpiresAt: T0.Add(time.Hour + randomIn(uint64(k), span)),
 	}
+}
+
+// regrantStride is prime and coprime to every workload size used (10^k,
+// 997, 1000): (k*regrantStride) mod N visits distinct grants for k < N.
+const regrantStride = 104_729
+
+// Regrant returns the k-th re-grant recorded into a loaded workload: an
+// existing contact (grant (k*regrantStride) mod N, distinct for k < N)
+// granted again at T0 with an expiry 1h … 168h later than its current one,
+// so the re-grant extends it (the longer grant is the one every
+// alternative shows) and moves it to a pseudo-random place among the
+// others; still due at SweepAt.
+func (w Workload) Regrant(k int) Grant {
+	g := w.Grant(int(uint64(k) * regrantStride % uint64(w.N)))
+	g.GrantedAt = T0
+	g.ExpiresAt = g.ExpiresAt.Add(time.Hour + randomIn(uint64(k)+1<<40, span))
+	return g
+}
+
+// DeepPage is a page at a cursor: the PageSize grants of Channel listed
+// right after the grant After (keyset order: expiry, then contact).
+type DeepPage struct {
+	Channel string
+	After   Row
+	Pos     int // index in the channel's listing of the page's first row
+}
+
+// DeepPages returns count pages at pseudo-random page boundaries of the
+// loaded listings (as of PageNow), channels rotating: page i is on
+// Channels()[i%5] (channels too small for a page after the first are left
+// out of the rotation). Every page has PageSize rows.
+func (w Workload) DeepPages(count int) []DeepPage {
+	type pos struct {
+		exp int64
+		i   int32
+	}
+	byCh := map[string][]pos{}
+	for i := range w.N {
+		g := w.Grant(i)
+		byCh[g.Channel] = append(byCh[g.Channel], pos{g.ExpiresAt.UnixNano(), int32(i)})
+	}
+	var chs []string
+	for _, ch := range Channels() {
+		l := byCh[ch]
+		if len(l) < 2*PageSize {
+			continue
+		}
+		slices.SortFunc(l, func(a, b pos) int {
+			if a.exp != b.exp {
+				return cmp.Compare(a.exp, b.exp)
+			}
+			return strings.Compare(w.Grant(int(a.i)).Contact, w.Grant(int(b.i)).Contact)
+		})
+		chs = append(chs, ch)
+	}
+	if len(chs) == 0 {
+		return nil
+	}
+	out := make([]DeepPage, count)
+	for k := range out {
+		ch := chs[k%len(chs)]
+		l := byCh[ch]
+		boundaries := (len(l) - PageSize) / PageSize // page starts 50, 100, … with a full page after
+		p := PageSize * (1 + int(mix(uint64(k)+1<<50)%uint64(boundaries)))
+		prev := l[p-1]
+		out[k] = DeepPage{Channel: ch, Pos: p, After: Row{Contact: w.Grant(int(prev.i)).Contact, ExpiresAt: prev.exp}}
+	}
+	return out
 }
 
 // Row is one line of a callable page.

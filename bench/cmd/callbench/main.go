@@ -46,6 +46,8 @@ func main() {
 		jsonOut      = flag.String("json", "", "write every raw result to this file")
 		cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the whole run")
 		workDir      = flag.String("dir", "", "directory for SQLite files (default: a temporary one)")
+		ledgerFlag   = flag.String("ledger-sizes", "", "grants recorded into callready on store/sql to size the ledger, once (default: -sizes; \"none\" skips)")
+		footprint    = flag.Bool("footprint", true, "callready: a second load per size and run to split the heap into index, store and ledger")
 		skipPostgres = bench.PostgresDSN() == ""
 	)
 	flag.Parse()
@@ -54,19 +56,30 @@ func main() {
 		log.Fatal(err)
 	}
 	kinds := strings.Split(*kindsFlag, ",")
-	o := bench.Options{MinCalls: *minCalls, MaxCalls: *maxCalls, Budget: *budget, DSN: bench.PostgresDSN()}
+	o := bench.Options{MinCalls: *minCalls, MaxCalls: *maxCalls, Budget: *budget, DSN: bench.PostgresDSN(), SkipFootprint: !*footprint}
+	var ledgerSizes []int
+	switch *ledgerFlag {
+	case "none":
+	case "":
+		ledgerSizes = sizes
+	default:
+		if ledgerSizes, err = parseSizes(*ledgerFlag); err != nil {
+			log.Fatal(err)
+		}
+	}
 	if *short {
 		sizes, *runs = []int{1000}, 1
+		ledgerSizes = []int{1000}
 		o.MinCalls, o.MaxCalls, o.Budget = 5, 200, 50*time.Millisecond
 		*ingestDur = 300 * time.Millisecond
 		*ingestCli = 4
 	}
 	if *ingestOnly {
-		kinds, *ingest = nil, true
+		kinds, *ingest, ledgerSizes = nil, true, nil
 	}
 	if skipPostgres {
 		fmt.Fprintf(os.Stderr, "callbench: PostgreSQL skipped: %s is not set (eval \"$(../scripts/pg.sh start /tmp/benchpg)\")\n", bench.EnvPostgres)
-		kinds = slices.DeleteFunc(kinds, func(k string) bool { return k == bench.KindPostgres })
+		kinds = slices.DeleteFunc(kinds, bench.NeedsPostgres)
 	}
 	dir := *workDir
 	if dir == "" {
@@ -107,8 +120,13 @@ func main() {
 				}
 				key := kind + "/" + strconv.Itoa(n)
 				results[key] = append(results[key], r)
-				fmt.Fprintf(os.Stderr, "run %d n=%d %-9s page p50 %-10v p99 %-10v (%d calls)  record p50 %-9v  expire %-12v  %6.1f B/grant  [%v]\n",
-					run, n, kind, r.PageMedian, r.PageP99, r.PageCalls, r.RecordMedian, r.Expire, r.BytesPerGrant, time.Since(t).Round(time.Millisecond))
+				fmt.Fprintf(os.Stderr, "run %d n=%d %-12s page p50 %-9v p99 %-9v (%d)  rotating %-9v  deep %-9v p99 %-9v (%d)  record %-9v  re-grant %-9v  expire %-12v  %6.1f B/grant  [%v]\n",
+					run, n, kind, r.PageMedian, r.PageP99, r.PageCalls, r.FirstRotMedian, r.DeepMedian, r.DeepP99, r.DeepCalls,
+					r.RecordMedian, r.RegrantMedian, r.Expire, r.BytesPerGrant, time.Since(t).Round(time.Millisecond))
+				if f := r.Footprint; f.LedgerEvents > 0 {
+					fmt.Fprintf(os.Stderr, "run %d n=%d %-12s footprint: total %.1f B/grant = index %.1f + store %.1f; ledger %.1f B/event (%d events)\n",
+						run, n, kind, f.TotalBytesPerGrant, f.IndexBytesPerGrant, f.StoreBytesPerGrant, f.LedgerBytesPerEvent, f.LedgerEvents)
+				}
 			}
 		}
 		if *ingest {
@@ -128,8 +146,22 @@ func main() {
 		}
 	}
 
+	var ledgers []bench.LedgerFootprint
+	for _, n := range ledgerSizes {
+		for _, backend := range backends {
+			f, err := bench.MeasureSQLLedger(ctx, backend, dir, bench.PostgresDSN(), bench.Workload{N: n})
+			if err != nil {
+				log.Fatalf("ledger size, %s n=%d: %v", backend, n, err)
+			}
+			ledgers = append(ledgers, f)
+			fmt.Fprintf(os.Stderr, "ledger %-8s n=%d: %d events, ledger %d B = %.1f B/event; all tables %.1f B/grant  [load %v]\n",
+				backend, n, f.Events, f.LedgerBytes, f.BytesPerEvent, f.AllPerGrant, f.Load.Round(time.Millisecond))
+		}
+	}
+
 	var w strings.Builder
 	report(&w, sizes, kinds, results, *runs)
+	footprints(&w, sizes, results, ledgers, *runs)
 	if *ingest {
 		fmt.Fprintf(&w, "\n### Webhook ingest on store/sql (signed POST → Record → 200, loopback HTTP)\n\n")
 		fmt.Fprintf(&w, "One permission reply (one grant, new contact) per request; the tracker on store/sql; one subscriber. Median over %d runs of %v each.\n\n", *runs, *ingestDur)
@@ -161,7 +193,10 @@ func main() {
 		}
 	}
 	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(map[string]any{"results": results, "ingest": fmtIngest(ingests)}, "", " ")
+		b, err := json.MarshalIndent(map[string]any{"results": results, "ledger": ledgers, "ingest": fmtIngest(ingests)}, "", " ")
+		if err != nil {
+			log.Fatalf("-json: %v", err)
+		}
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
 			log.Fatal(err)
 		}
@@ -244,9 +279,9 @@ func ratio(x, base float64) string {
 }
 
 type agg struct {
-	pageP50, pageP99, recP50, recP99, expire, load time.Duration
-	bytes                                          float64
-	calls                                          int
+	pageP50, pageP99, rotP50, deepP50, deepP99, recP50, recP99, regP50, regP99, expire, load time.Duration
+	bytes                                                                                    float64
+	calls, deepCalls                                                                         int
 }
 
 func aggregate(rs []bench.Result) agg {
@@ -260,19 +295,25 @@ func aggregate(rs []bench.Result) agg {
 	}
 	a.pageP50 = col(func(r bench.Result) time.Duration { return r.PageMedian })
 	a.pageP99 = col(func(r bench.Result) time.Duration { return r.PageP99 })
+	a.rotP50 = col(func(r bench.Result) time.Duration { return r.FirstRotMedian })
+	a.deepP50 = col(func(r bench.Result) time.Duration { return r.DeepMedian })
+	a.deepP99 = col(func(r bench.Result) time.Duration { return r.DeepP99 })
+	a.regP50 = col(func(r bench.Result) time.Duration { return r.RegrantMedian })
+	a.regP99 = col(func(r bench.Result) time.Duration { return r.RegrantP99 })
 	a.recP50 = col(func(r bench.Result) time.Duration { return r.RecordMedian })
 	a.recP99 = col(func(r bench.Result) time.Duration { return r.RecordP99 })
 	a.expire = col(func(r bench.Result) time.Duration { return r.Expire })
 	a.load = col(func(r bench.Result) time.Duration { return r.Load })
 	var bs []float64
-	calls := 0
+	calls, deep := 0, 0
 	for _, r := range rs {
-		bs = append(bs, r.BytesPerGrant)
+		bs = append(bs, float64(r.BytesPerGrant))
 		calls += r.PageCalls
+		deep += r.DeepCalls
 	}
 	a.bytes = medianF(bs)
 	if len(rs) > 0 {
-		a.calls = calls / len(rs)
+		a.calls, a.deepCalls = calls/len(rs), deep/len(rs)
 	}
 	return a
 }
@@ -282,8 +323,8 @@ func report(w io.Writer, sizes []int, kinds []string, results map[string][]bench
 		return
 	}
 	fmt.Fprintf(w, "### Side by side (median of %d runs)\n\n", runs)
-	fmt.Fprintf(w, "Page = first %d callable contacts of the hot channel (80%% of the grants), soonest expiry first; p50/p99 over the calls of one run (calls/run shown). Record = one new grant. Expire = every loaded grant due, each expiry delivered to a subscriber. Memory = HeapInuse delta after GC / grants (in-process alternatives only).\n\n", bench.PageSize)
-	fmt.Fprintf(w, "| grants | alternative | page p50 | page p99 | calls/run | record p50 | record p99 | expire all + events | memory/grant | load |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "Pages of %d callable contacts, soonest expiry first: *first (hot)* = the first page of the hot channel (80%% of the grants), as issue 8 measured; *first, rotating* = first pages, the 5 channels in turn; *at cursor* = the page after a pseudo-random page boundary of the listing (%d distinct cursors cycled), the 5 channels in turn. p50/p99 over the calls of one run (calls/run shown). *New* = one grant of a new contact on the 5 channels in turn; *re-grant* = one grant extending a loaded contact's; both with pseudo-random expiries among the loaded ones. Expire = every grant due (loaded and recorded), each expiry delivered to a subscriber. Memory = HeapInuse delta after GC / grants (in-process alternatives only; callready = tracker + memory store).\n\n", bench.PageSize, bench.DeepPageCount)
+	fmt.Fprintf(w, "| grants | alternative | first (hot) p50 | p99 | calls/run | first, rotating p50 | at cursor p50 | p99 | calls/run | new p50 | p99 | re-grant p50 | p99 | expire all + events | memory/grant | load |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range sizes {
 		for _, kind := range kinds {
 			a := aggregate(results[kind+"/"+strconv.Itoa(n)])
@@ -291,8 +332,9 @@ func report(w io.Writer, sizes []int, kinds []string, results map[string][]bench
 			if !math.IsNaN(a.bytes) {
 				mem = fmt.Sprintf("%.0f B", a.bytes)
 			}
-			fmt.Fprintf(w, "| %d | %s | %s | %s | %d | %s | %s | %s | %s | %s |\n", n, kind, dur(a.pageP50), dur(a.pageP99), a.calls,
-				dur(a.recP50), dur(a.recP99), dur(a.expire), mem, dur(a.load))
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %d | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", n, kind,
+				dur(a.pageP50), dur(a.pageP99), a.calls, dur(a.rotP50), dur(a.deepP50), dur(a.deepP99), a.deepCalls,
+				dur(a.recP50), dur(a.recP99), dur(a.regP50), dur(a.regP99), dur(a.expire), mem, dur(a.load))
 		}
 	}
 	if !slices.Contains(kinds, bench.KindCallready) {
@@ -316,9 +358,13 @@ func report(w io.Writer, sizes []int, kinds []string, results map[string][]bench
 			name string
 			f    func(agg) float64
 		}{
-			{"page p50", func(a agg) float64 { return float64(a.pageP50) }},
-			{"page p99", func(a agg) float64 { return float64(a.pageP99) }},
-			{"record p50", func(a agg) float64 { return float64(a.recP50) }},
+			{"page first (hot) p50", func(a agg) float64 { return float64(a.pageP50) }},
+			{"page first (hot) p99", func(a agg) float64 { return float64(a.pageP99) }},
+			{"page first, rotating p50", func(a agg) float64 { return float64(a.rotP50) }},
+			{"page at cursor p50", func(a agg) float64 { return float64(a.deepP50) }},
+			{"page at cursor p99", func(a agg) float64 { return float64(a.deepP99) }},
+			{"record new p50", func(a agg) float64 { return float64(a.recP50) }},
+			{"re-grant p50", func(a agg) float64 { return float64(a.regP50) }},
 			{"expire all", func(a agg) float64 { return float64(a.expire) }},
 			{"memory/grant", func(a agg) float64 { return a.bytes }},
 		}
@@ -328,6 +374,49 @@ func report(w io.Writer, sizes []int, kinds []string, results map[string][]bench
 				fmt.Fprintf(w, " %s |", ratio(row.f(aggregate(results[k+"/"+strconv.Itoa(n)])), row.f(cr)))
 			}
 			fmt.Fprintln(w)
+		}
+	}
+}
+
+// footprints writes callready's heap split and the ledger's size per store.
+func footprints(w io.Writer, sizes []int, results map[string][]bench.Result, ledgers []bench.LedgerFootprint, runs int) {
+	rows := 0
+	for _, n := range sizes {
+		for _, r := range results[bench.KindCallready+"/"+strconv.Itoa(n)] {
+			if r.Footprint.LedgerEvents > 0 {
+				rows++
+			}
+		}
+	}
+	if rows > 0 {
+		fmt.Fprintf(w, "\n### callready's memory: index, store, ledger (median of %d runs)\n\n", runs)
+		fmt.Fprintf(w, "A second load of the same workload per run: *total* = tracker + memory store per grant; *index* = what Close of the tracker frees (the store kept); *store* = what stays (pair states, change log, ledger); *ledger* = a memory store holding only a copy of that store's ledger events (strings cloned, so the contact is counted here too), per event.\n\n")
+		fmt.Fprintf(w, "| grants | total/grant | index/grant | store/grant | ledger/event | events/grant |\n|---:|---:|---:|---:|---:|---:|\n")
+		for _, n := range sizes {
+			var tot, idx, st, led, ev []float64
+			for _, r := range results[bench.KindCallready+"/"+strconv.Itoa(n)] {
+				f := r.Footprint
+				if f.LedgerEvents == 0 {
+					continue
+				}
+				tot = append(tot, float64(f.TotalBytesPerGrant))
+				idx = append(idx, float64(f.IndexBytesPerGrant))
+				st = append(st, float64(f.StoreBytesPerGrant))
+				led = append(led, float64(f.LedgerBytesPerEvent))
+				ev = append(ev, float64(f.LedgerEvents)/float64(n))
+			}
+			if len(tot) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "| %d | %.0f B | %.0f B | %.0f B | %.0f B | %.2f |\n", n, medianF(tot), medianF(idx), medianF(st), medianF(led), medianF(ev))
+		}
+	}
+	if len(ledgers) > 0 {
+		fmt.Fprintf(w, "\n### The ledger on store/sql (callready tracker, grants recorded in batches of 512; measured once)\n\n")
+		fmt.Fprintf(w, "SQLite: `dbstat` pages of the ledger table and its indexes; PostgreSQL: `pg_total_relation_size` (table, indexes, TOAST) after `VACUUM`. *All tables* = every callready table and index (ledger, pairs, change log, meta) per grant.\n\n")
+		fmt.Fprintf(w, "| store | grants | ledger events | ledger bytes | bytes/event | all tables/grant | load |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, f := range ledgers {
+			fmt.Fprintf(w, "| %s | %d | %d | %d | %.0f B | %.0f B | %s |\n", f.Backend, f.N, f.Events, f.LedgerBytes, f.BytesPerEvent, f.AllPerGrant, dur(f.Load))
 		}
 	}
 }
