@@ -11,9 +11,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
-
-	"github.com/google/btree"
 
 	"github.com/callready/callready/store"
 )
@@ -41,11 +38,9 @@ type Store struct {
 	closed    bool
 	wake      chan struct{} // closed and replaced on every commit
 
-	// The ledger: each channel's events in (At, Seq) order, each pair's in
-	// append order, and the dedupe keys.
-	ledger  map[string]*btree.BTreeG[*store.LedgerEvent]
-	byPair  map[store.Key][]*store.LedgerEvent
-	dedupe  map[store.EventRef]struct{}
+	// The ledger, laid out for the garbage collector (see ledger.go).
+	ledger  map[string]*channelLedger
+	dedupe  map[dedupeKey]struct{}
 	lastSeq int64
 }
 
@@ -62,8 +57,7 @@ func New(cfg Config) *Store {
 	}
 	return &Store{
 		pairs: make(map[store.Key]record), retention: r, wake: make(chan struct{}),
-		ledger: make(map[string]*btree.BTreeG[*store.LedgerEvent]), byPair: make(map[store.Key][]*store.LedgerEvent),
-		dedupe: make(map[store.EventRef]struct{}),
+		ledger: make(map[string]*channelLedger), dedupe: make(map[dedupeKey]struct{}),
 	}
 }
 
@@ -130,7 +124,7 @@ func (t *tx) Known(ctx context.Context, refs []store.EventRef) (map[store.EventR
 	}
 	out := make(map[store.EventRef]bool)
 	for _, r := range refs {
-		_, stored := t.s.dedupe[r]
+		_, stored := t.s.dedupe[hashRef(r)]
 		_, added := t.added[r]
 		if stored || added {
 			out[r] = true
@@ -144,7 +138,7 @@ func (t *tx) AppendEvent(ctx context.Context, e store.LedgerEvent) error {
 		return err
 	}
 	r := store.EventRef{Channel: e.Key.Channel, Dedupe: e.Dedupe}
-	if _, ok := t.s.dedupe[r]; ok {
+	if _, ok := t.s.dedupe[hashRef(r)]; ok {
 		return nil
 	}
 	if _, ok := t.added[r]; ok {
@@ -207,142 +201,6 @@ func (s *Store) appendLocked(c store.Change) {
 	}
 	s.log[s.head] = c
 	s.head = (s.head + 1) % s.retention
-}
-
-func lessEvent(a, b *store.LedgerEvent) bool {
-	if !a.At.Equal(b.At) {
-		return a.At.Before(b.At)
-	}
-	return a.Seq < b.Seq
-}
-
-func (s *Store) addEventLocked(e store.LedgerEvent) {
-	s.lastSeq++
-	e.Seq = s.lastSeq
-	p := &e
-	tr := s.ledger[e.Key.Channel]
-	if tr == nil {
-		tr = btree.NewG(32, lessEvent)
-		s.ledger[e.Key.Channel] = tr
-	}
-	tr.ReplaceOrInsert(p)
-	s.byPair[e.Key] = append(s.byPair[e.Key], p)
-	s.dedupe[store.EventRef{Channel: e.Key.Channel, Dedupe: e.Dedupe}] = struct{}{}
-}
-
-// Ledger returns the committed ledger events q selects.
-func (s *Store) Ledger(ctx context.Context, q store.LedgerQuery) ([]store.LedgerEvent, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if q.Channel == "" {
-		return nil, fmt.Errorf("memory: ledger query without a channel")
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, store.ErrClosed
-	}
-	var out []store.LedgerEvent
-	keep := func(e *store.LedgerEvent) bool { // false: stop
-		if !q.To.IsZero() && !e.At.Before(q.To) {
-			return false
-		}
-		if !q.After.At.IsZero() || q.After.Seq != 0 {
-			if !lessEvent(&store.LedgerEvent{At: q.After.At, Seq: q.After.Seq}, e) {
-				return true
-			}
-		}
-		if e.At.Before(q.From) || (!q.RecordedBy.IsZero() && e.RecordedAt.After(q.RecordedBy)) {
-			return true
-		}
-		out = append(out, *e)
-		return q.Limit <= 0 || len(out) < q.Limit
-	}
-	if q.Contact != "" {
-		evs := slices.Clone(s.byPair[store.Key{Channel: q.Channel, Contact: q.Contact}])
-		slices.SortFunc(evs, func(a, b *store.LedgerEvent) int {
-			if lessEvent(a, b) {
-				return -1
-			}
-			return 1
-		})
-		for _, e := range evs {
-			if !keep(e) {
-				break
-			}
-		}
-		return out, nil
-	}
-	tr := s.ledger[q.Channel]
-	if tr == nil {
-		return nil, nil
-	}
-	from := &store.LedgerEvent{At: q.From, Seq: -1}
-	if lessEvent(from, &store.LedgerEvent{At: q.After.At, Seq: q.After.Seq}) {
-		from = &store.LedgerEvent{At: q.After.At, Seq: q.After.Seq}
-	}
-	tr.AscendGreaterOrEqual(from, keep)
-	return out, nil
-}
-
-// PruneLedger implements the rule of store.Store.PruneLedger.
-func (s *Store) PruneLedger(ctx context.Context, horizon time.Time) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return 0, store.ErrClosed
-	}
-	var n int64
-	for ch, tr := range s.ledger {
-		pairs := map[store.Key]bool{}
-		tr.Ascend(func(e *store.LedgerEvent) bool {
-			if !e.At.Before(horizon) {
-				return false
-			}
-			pairs[e.Key] = true
-			return true
-		})
-		for k := range pairs {
-			evs := s.byPair[k]
-			vals := make([]store.LedgerEvent, len(evs))
-			for i, e := range evs {
-				vals[i] = *e
-			}
-			keeps := store.PruneKeeps(vals, horizon)
-			kept := evs[:0]
-			for i, e := range evs {
-				if keeps[i] {
-					kept = append(kept, e)
-					continue
-				}
-				tr.Delete(e)
-				delete(s.dedupe, store.EventRef{Channel: ch, Dedupe: e.Dedupe})
-				n++
-			}
-			clear(evs[len(kept):])
-			if len(kept) == 0 {
-				delete(s.byPair, k)
-			} else {
-				s.byPair[k] = kept
-			}
-		}
-		if tr.Len() == 0 {
-			delete(s.ledger, ch)
-		}
-	}
-	return n, nil
-}
-
-// LedgerLen returns how many events the ledger holds (for tests and
-// benchmarks).
-func (s *Store) LedgerLen() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.dedupe)
 }
 
 // Get returns the committed state of one pair.
