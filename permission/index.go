@@ -138,7 +138,7 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 	if ok {
 		s.kind, s.source, s.granted, s.expires = l.kind, l.source, l.granted, l.expires
 		s.callsLeft, s.streak = int32(l.callsLeft), int32(l.streak)
-		s.waID, s.userID = l.waID, l.userID
+		s.waID, s.userID = sameAs(l.waID, s.contact), sameAs(l.userID, s.contact)
 		c.byExpiry.ReplaceOrInsert(expiryItem(s))
 		c.byRecent.ReplaceOrInsert(recentItem(s))
 		c.listed++
@@ -192,4 +192,13 @@ func (x *index) size() (entries int) {
 		entries += c.listed
 	}
 	return entries
+}
+
+// sameAs returns contact's string when id equals it, so that a slot keeps
+// one copy of the identifier it is listed under.
+func sameAs(id, contact string) string {
+	if id == contact {
+		return contact
+	}
+	return id
 }
