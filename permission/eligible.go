@@ -1,7 +1,6 @@
 package permission
 
 import (
-	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -190,20 +189,12 @@ func (t *Tracker) channelAt(ctx context.Context, channel string, at time.Time) (
 	byContact := map[string][]store.LedgerEvent{}
 	// Not bounded by To: a revocation stamped after at may have been in
 	// effect by then (asOf decides).
-	q := store.LedgerQuery{Channel: channel, Limit: 5000}
-	for {
-		page, err := t.store.Ledger(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range page {
-			byContact[e.Key.Contact] = append(byContact[e.Key.Contact], e)
-		}
-		if len(page) < q.Limit {
-			break
-		}
-		last := page[len(page)-1]
-		q.After = store.LedgerCursor{At: last.At, Seq: last.Seq}
+	err := scanLedger(ctx, t.store, store.LedgerQuery{Channel: channel, Limit: 5000}, func(e *store.LedgerEvent) bool {
+		byContact[e.Key.Contact] = append(byContact[e.Key.Contact], *e)
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	idx := newIndex()
 	n := at.UnixNano()
@@ -326,7 +317,7 @@ func persons(byContact map[string][]store.LedgerEvent) [][]store.LedgerEvent {
 	}
 	out := make([][]store.LedgerEvent, 0, len(groups))
 	for _, evs := range groups {
-		slices.SortFunc(evs, func(a, b store.LedgerEvent) int { return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Seq, b.Seq)) })
+		slices.SortFunc(evs, ledgerOrder)
 		out = append(out, evs)
 	}
 	return out

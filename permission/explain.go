@@ -204,7 +204,7 @@ func (t *Tracker) personLedger(ctx context.Context, channel, contact string) (st
 		evs = append(evs, more...)
 	}
 	if len(ids) > 1 {
-		slices.SortFunc(evs, func(a, b store.LedgerEvent) int { return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Seq, b.Seq)) })
+		slices.SortFunc(evs, ledgerOrder)
 	}
 	return k, evs, nil
 }

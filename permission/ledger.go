@@ -1,6 +1,8 @@
 package permission
 
 import (
+	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -76,6 +78,47 @@ var eventTypeByName = func() map[string]EventType {
 	}
 	return m
 }()
+
+// scanLedger calls fn with every committed event q selects, in (At, Seq)
+// order, reading a page of q.Limit (default 1000) at a time, so memory holds
+// one page; fn returns false to stop.
+func scanLedger(ctx context.Context, st store.Store, q store.LedgerQuery, fn func(*store.LedgerEvent) bool) error {
+	if q.Limit <= 0 {
+		q.Limit = 1000
+	}
+	for {
+		page, err := st.Ledger(ctx, q)
+		if err != nil {
+			return err
+		}
+		for i := range page {
+			if !fn(&page[i]) {
+				return nil
+			}
+		}
+		if len(page) < q.Limit {
+			return nil
+		}
+		last := page[len(page)-1]
+		q.After = store.LedgerCursor{At: last.At, Seq: last.Seq}
+	}
+}
+
+// ledgerOrder is the ledger's order, (At, Seq), for events merged from
+// several identifiers' reads.
+func ledgerOrder(a, b store.LedgerEvent) int {
+	return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Seq, b.Seq))
+}
+
+// ledgerOfPair reads every ledger event of one pair.
+func ledgerOfPair(ctx context.Context, st store.Store, k store.Key) ([]store.LedgerEvent, error) {
+	var out []store.LedgerEvent
+	err := scanLedger(ctx, st, store.LedgerQuery{Channel: k.Channel, Contact: k.Contact}, func(e *store.LedgerEvent) bool {
+		out = append(out, *e)
+		return true
+	})
+	return out, err
+}
 
 // recOf is a ledger event as the rules read it.
 func recOf(le *store.LedgerEvent, ref int) rec {

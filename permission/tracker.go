@@ -278,22 +278,15 @@ func (t *Tracker) pairsUnderSettings(ctx context.Context, events []store.LedgerE
 		if oldest := now.Add(-t.cfg.TTL - callReplyWindow); from.Before(oldest) {
 			from = oldest
 		}
-		q := store.LedgerQuery{Channel: e.Key.Channel, From: from, Limit: 5000}
-		for {
-			page, err := t.store.Ledger(ctx, q)
-			if err != nil {
-				return nil, err
+		err := scanLedger(ctx, t.store, store.LedgerQuery{Channel: e.Key.Channel, From: from, Limit: 5000}, func(le *store.LedgerEvent) bool {
+			if le.Type == EventInboundCall.String() && !seen[le.Key] {
+				seen[le.Key] = true
+				keys = append(keys, le.Key)
 			}
-			for _, le := range page {
-				if le.Type == EventInboundCall.String() && !seen[le.Key] {
-					seen[le.Key] = true
-					keys = append(keys, le.Key)
-				}
-			}
-			if len(page) < q.Limit {
-				break
-			}
-			q.After = store.LedgerCursor{At: page[len(page)-1].At, Seq: page[len(page)-1].Seq}
+			return true
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return keys, nil
@@ -538,24 +531,6 @@ func (t *Tracker) submit(ctx context.Context, r *request) error {
 	}
 }
 
-// ledgerOfPair reads every ledger event of one pair.
-func ledgerOfPair(ctx context.Context, st store.Store, k store.Key) ([]store.LedgerEvent, error) {
-	var out []store.LedgerEvent
-	q := store.LedgerQuery{Channel: k.Channel, Contact: k.Contact, Limit: 1000}
-	for {
-		page, err := st.Ledger(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page...)
-		if len(page) < q.Limit {
-			return out, nil
-		}
-		last := page[len(page)-1]
-		q.After = store.LedgerCursor{At: last.At, Seq: last.Seq}
-	}
-}
-
 // rebuildStates folds the ledger of pairs that have no cached state (a
 // migration left them so) and records the changes that makes. It reads
 // each channel's ledger once, in pages, rather than one query per pair.
@@ -569,21 +544,14 @@ func (t *Tracker) rebuildStates(ctx context.Context, keys []store.Key) error {
 		byChannel[k.Channel][k.Contact] = nil
 	}
 	for channel, pairs := range byChannel {
-		q := store.LedgerQuery{Channel: channel, Limit: 10000}
-		for {
-			page, err := t.store.Ledger(ctx, q)
-			if err != nil {
-				return err
+		err := scanLedger(ctx, t.store, store.LedgerQuery{Channel: channel, Limit: 10000}, func(e *store.LedgerEvent) bool {
+			if evs, ok := pairs[e.Key.Contact]; ok {
+				pairs[e.Key.Contact] = append(evs, *e)
 			}
-			for _, e := range page {
-				if evs, ok := pairs[e.Key.Contact]; ok {
-					pairs[e.Key.Contact] = append(evs, e)
-				}
-			}
-			if len(page) < q.Limit {
-				break
-			}
-			q.After = store.LedgerCursor{At: page[len(page)-1].At, Seq: page[len(page)-1].Seq}
+			return true
+		})
+		if err != nil {
+			return err
 		}
 	}
 	for chunk := range slices.Chunk(keys, 500) {

@@ -446,14 +446,15 @@ func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store
 	cur := s.entryAt(s.floor, lc)
 	wake := s.wakeAfter(s.floor, lc)
 	var replaces []string
-	for _, old := range p.replaced {
-		if old.contact == p.key.Contact && old.listed.ok && !s.listed.ok {
-			s.listed = old.listed // the row under this contact is the person's now
-		}
-	}
 	rowReplaced := false
 	for _, old := range p.replaced {
-		if old.contact == p.key.Contact || slices.Contains(replaces, old.contact) {
+		if old.contact == p.key.Contact {
+			if old.listed.ok && !s.listed.ok {
+				s.listed = old.listed // the row under this contact is the person's now
+			}
+			continue
+		}
+		if slices.Contains(replaces, old.contact) {
 			continue
 		}
 		if cur.ok || !old.listed.ok {
@@ -468,7 +469,7 @@ func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store
 		if !ok {
 			typ, end = Revoked, at
 		}
-		if err := w.appendChange(r, p, store.Key{Channel: p.key.Channel, Contact: old.contact}, typ, end, old.listed, s.listed, s.wake, nil, appended); err != nil {
+		if err := w.appendChange(r, p, store.Key{Channel: p.key.Channel, Contact: old.contact}, typ, end, old.listed, listed{}, none, nil, appended); err != nil {
 			return err
 		}
 	}
@@ -498,8 +499,9 @@ func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store
 	return w.appendChange(r, p, p.key, typ, cat, entry, cur, wake, replaces, appended)
 }
 
-// appendChange appends one change about entry to the log and makes after
-// and wake the pair's listed entry and wake-up instant.
+// appendChange appends one change about entry under key to the log; when
+// key is the person's own, after and wake become its listed entry and
+// wake-up instant (for a replaced contact they are unused).
 func (w *batchWriter) appendChange(r *request, p *pending, key store.Key, typ ChangeType, cat int64, entry, after listed, wake int64, replaces []string, appended *[]store.Change) error {
 	s := &p.state
 	sc := store.Change{
