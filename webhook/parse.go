@@ -902,6 +902,12 @@ func (p *parser) call(src source) error {
 			return malformed("unknown call direction %q", c.Direction)
 		}
 	}
+	return p.addCall(call, e, src)
+}
+
+// addCall keeps a calls[] or call status item and the event it yields, if
+// any: both, or (when the event is refused) neither.
+func (p *parser) addCall(call Call, e *permission.Event, src source) error {
 	if e != nil {
 		if err := p.check(e); err != nil {
 			return err
@@ -942,13 +948,6 @@ func (p *parser) status(src source) error {
 			Type: permission.EventBusinessCall, Channel: p.channel, Contact: contact.Key(), Aliases: contact.Aliases(),
 			At: call.Timestamp, ID: call.ID, Connected: call.Connected,
 		}
-		if err := p.check(e); err != nil {
-			return err
-		}
 	}
-	p.b.Calls = append(p.b.Calls, call)
-	if e != nil {
-		p.emit(*e, src)
-	}
-	return nil
+	return p.addCall(call, e, src)
 }
