@@ -105,6 +105,22 @@ func (t *Tracker) CanCall(ctx context.Context, channel, contact string, now time
 	if err != nil {
 		return Decision{}, err
 	}
+	return x.CallDecision(), nil
+}
+
+// CanRequest decides whether the business may send a call permission
+// request to the contact at now (the tracker's clock when zero).
+func (t *Tracker) CanRequest(ctx context.Context, channel, contact string, now time.Time, opts ...ExplainOption) (Decision, error) {
+	x, err := t.Explain(ctx, channel, contact, now, opts...)
+	if err != nil {
+		return Decision{}, err
+	}
+	return x.RequestDecision(), nil
+}
+
+// CallDecision is CanCall's answer from an explanation already at hand
+// (one read of the ledger for both decisions and the explanation).
+func (x Explanation) CallDecision() Decision {
 	d := Decision{Limits: x.Limits}
 	switch {
 	case !x.Callable:
@@ -117,16 +133,12 @@ func (t *Tracker) CanCall(ctx context.Context, channel, contact string, now time
 	default:
 		d.Allowed, d.Reason = true, ReasonAllowed
 	}
-	return d, nil
+	return d
 }
 
-// CanRequest decides whether the business may send a call permission
-// request to the contact at now (the tracker's clock when zero).
-func (t *Tracker) CanRequest(ctx context.Context, channel, contact string, now time.Time, opts ...ExplainOption) (Decision, error) {
-	x, err := t.Explain(ctx, channel, contact, now, opts...)
-	if err != nil {
-		return Decision{}, err
-	}
+// RequestDecision is CanRequest's answer from an explanation already at
+// hand.
+func (x Explanation) RequestDecision() Decision {
 	d := Decision{Limits: x.Limits}
 	switch {
 	case x.Callable && x.Entry.Kind == Permanent:
@@ -139,7 +151,7 @@ func (t *Tracker) CanRequest(ctx context.Context, channel, contact string, now t
 	default:
 		d.Allowed, d.Reason = true, ReasonAllowed
 	}
-	return d, nil
+	return d
 }
 
 func statusReason(s Status) Reason {

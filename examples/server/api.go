@@ -370,16 +370,7 @@ func (s *server) explainContact(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown contact "+strconv.Quote(contact))
 		return
 	}
-	call, err := s.tracker.CanCall(ctx, ch, contact, at, opts...)
-	if err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
-	req, err := s.tracker.CanRequest(ctx, ch, contact, at, opts...)
-	if err != nil {
-		s.storeFailed(w, r, err)
-		return
-	}
+	call, req := x.CallDecision(), x.RequestDecision()
 	out := explanationJSON{
 		Channel: ch, Contact: contact, Name: name, Now: now.UTC(), At: at, KnownAt: timeOrNil(knownAt),
 		Callable: x.Callable, Status: string(x.Status), Reason: x.Reason, Since: timeOrNil(x.Since),
