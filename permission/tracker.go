@@ -305,6 +305,9 @@ func (t *Tracker) enter() bool {
 
 // visible drops the index-only changes subscribers never see.
 func visible(cs []Change) []Change {
+	if !slices.ContainsFunc(cs, func(c Change) bool { return c.Type == Scheduled }) {
+		return cs // the common case: nothing to drop, nothing to copy
+	}
 	out := cs[:0:0]
 	for _, c := range cs {
 		if c.Type != Scheduled {
