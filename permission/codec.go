@@ -249,12 +249,18 @@ func encodeChannel(c *channelState) []byte {
 
 func decodeChannel(b []byte) (*channelState, error) {
 	c := &channelState{}
+	return c, c.decode(b)
+}
+
+// decode sets c from its encoding; on an error c is empty.
+func (c *channelState) decode(b []byte) error {
+	*c = channelState{}
 	if len(b) == 0 {
-		return c, nil
+		return nil
 	}
 	d := &decoder{b: b}
 	if v := d.byte(); v != channelCodecVersion {
-		return c, fmt.Errorf("%w: channel state version %d", errCorrupt, v)
+		return fmt.Errorf("%w: channel state version %d", errCorrupt, v)
 	}
 	if n := d.count(); n > 0 {
 		c.settings = make([]setting, n)
@@ -264,7 +270,8 @@ func decodeChannel(b []byte) (*channelState, error) {
 		}
 	}
 	if d.err != nil || len(d.b) != 0 {
-		return &channelState{}, errCorrupt
+		*c = channelState{}
+		return errCorrupt
 	}
-	return c, nil
+	return nil
 }

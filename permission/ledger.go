@@ -40,19 +40,14 @@ func ledgerEvent(e Event, ttl time.Duration, recorded time.Time) store.LedgerEve
 // whatever its origin. An inbound call's derived expiry is left out, so a
 // redelivery after the callback setting changed is still the same call.
 func dedupeKey(le *store.LedgerEvent) string {
-	h := sha256.New()
-	var b []byte
-	str := func(s string) {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
-	}
-	str(le.Key.Contact)
+	var buf [512]byte // the common event fits: no allocation but the key
+	b := appendStr(buf[:0], le.Key.Contact)
 	for _, a := range le.Aliases {
-		str(a)
+		b = appendStr(b, a)
 	}
-	str(le.Type)
-	str(le.ID)
-	str(le.Context)
+	b = appendStr(b, le.Type)
+	b = appendStr(b, le.ID)
+	b = appendStr(b, le.Context)
 	b = binary.AppendVarint(b, toNs(le.At))
 	if le.Type != EventInboundCall.String() {
 		b = binary.AppendVarint(b, toNs(le.ExpiresAt))
@@ -65,10 +60,17 @@ func dedupeKey(le *store.LedgerEvent) string {
 		flags |= 2
 	}
 	b = append(b, flags)
-	str(le.Source)
-	str(le.Reason)
-	h.Write(b)
-	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
+	b = appendStr(b, le.Source)
+	b = appendStr(b, le.Reason)
+	sum := sha256.Sum256(b)
+	var out [22]byte // base64 of 16 bytes, unpadded
+	base64.RawURLEncoding.Encode(out[:], sum[:16])
+	return string(out[:])
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 var eventTypeByName = func() map[string]EventType {
@@ -126,7 +128,7 @@ func recOf(le *store.LedgerEvent, ref int) rec {
 		typ: eventTypeByName[le.Type], id: le.ID, ctx: le.Context, at: le.At.UnixNano(), exp: toNs(le.ExpiresAt),
 		connected: le.Connected, source: Source(le.Source), reason: RevokeReason(le.Reason), ref: ref,
 		recorded: toNs(le.RecordedAt),
-		ids:      append([]string{le.Key.Contact}, le.Aliases...),
+		contact:  le.Key.Contact, aliases: le.Aliases,
 	}
 	if le.Permanent {
 		r.exp = never

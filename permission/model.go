@@ -266,6 +266,9 @@ const maxAliases = 8
 // 78") into Meta's wa_id digits; other identifiers (BSUIDs) are returned
 // unchanged.
 func NormalizeContact(id string) string {
+	if allDigits(id) {
+		return id // the common case, without a copy
+	}
 	digits := make([]byte, 0, len(id))
 	for i := 0; i < len(id); i++ {
 		switch c := id[i]; {
@@ -280,6 +283,15 @@ func NormalizeContact(id string) string {
 		return id
 	}
 	return string(digits)
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // MaxIDLength is the longest identifier (channel, contact, event id,

@@ -69,7 +69,8 @@ type rec struct {
 	connected bool
 	source    Source
 	reason    RevokeReason
-	ids       []string // the identifiers the event carried: contact, then aliases
+	contact   string   // the identifier the event names
+	aliases   []string // the other identifiers it carried
 	ref       int      // index in the events an explanation folds; -1 in the cache
 }
 
@@ -340,8 +341,8 @@ func (s *pairState) union(o *pairState) {
 
 // fold applies one event to s. It reports whether the derived state changed.
 func (s *pairState) fold(e rec) bool {
-	changed := false
-	for _, id := range e.ids {
+	changed := s.addIdent(e.contact, e.at)
+	for _, id := range e.aliases {
 		changed = s.addIdent(id, e.at) || changed
 	}
 	return s.foldFacts(e) || changed

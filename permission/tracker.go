@@ -102,6 +102,8 @@ type Tracker struct {
 	writeSem chan struct{}
 	qmu      sync.Mutex
 	queue    []*request
+	writer   batchWriter // the committer's, reused (under writeSem)
+	batch    []*request  // the committer's, reused (under writeSem)
 
 	mu            sync.RWMutex // guards idx and indexRevision
 	idx           *index
@@ -122,8 +124,9 @@ type Tracker struct {
 
 	armedHook func(next time.Time, ok bool) // tests: the expiry loop is waiting for next
 
-	followMu sync.Mutex // serializes catchUp; guards applied
+	followMu sync.Mutex // serializes catchUp; guards applied and applyBuf
 	applied  int64      // last change-log revision applied to the index
+	applyBuf []Change   // applyChanges' scratch
 
 	inflight  sync.WaitGroup // Record and Sweep calls in progress, which Close waits for
 	lastPrune time.Time      // expiry loop only
@@ -237,7 +240,12 @@ func (t *Tracker) Record(ctx context.Context, events ...Event) ([]Change, error)
 	}
 	defer t.inflight.Done()
 	now := t.clock.Now().UTC()
-	r := &request{now: now, events: make([]store.LedgerEvent, len(events)), done: make(chan struct{})}
+	r := &request{now: now, done: make(chan struct{})}
+	if len(events) == 1 {
+		r.events = r.one[:]
+	} else {
+		r.events = make([]store.LedgerEvent, len(events))
+	}
 	for i, e := range events {
 		v, err := e.validate(t.cfg.TTL)
 		if err != nil {
@@ -480,8 +488,9 @@ func (t *Tracker) expiryLoop() {
 type request struct {
 	now     time.Time
 	events  []store.LedgerEvent
-	also    []store.Key // pairs a callback setting in events may change
-	wake    []store.Key // pairs whose wake-up instant is due
+	one     [1]store.LedgerEvent // events' array when there is one
+	also    []store.Key          // pairs a callback setting in events may change
+	wake    []store.Key          // pairs whose wake-up instant is due
 	changes []Change
 	err     error
 	done    chan struct{}
@@ -524,12 +533,14 @@ func (t *Tracker) submit(ctx context.Context, r *request) error {
 			size += t.queue[n].size()
 			n++
 		}
-		batch := slices.Clone(t.queue[:n])
+		batch := append(t.batch[:0], t.queue[:n]...)
 		t.queue = slices.Delete(t.queue, 0, n)
 		t.qmu.Unlock()
 		if len(batch) > 0 {
 			t.commit(ctx, batch)
 		}
+		clear(batch)
+		t.batch = batch[:0]
 		<-t.writeSem
 	}
 }
@@ -598,7 +609,8 @@ func (t *Tracker) applyChanges(changes []store.Change) {
 	if len(changes) == 0 {
 		return
 	}
-	out := make([]Change, 0, len(changes))
+	out := t.applyBuf[:0] // publish copies what it keeps
+	defer func() { clear(out); t.applyBuf = out[:0] }()
 	kick := false
 	t.mu.Lock()
 	for i := range changes {

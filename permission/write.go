@@ -50,14 +50,16 @@ type rawRecord struct {
 // it applies the committed changes to the index, through the same path as
 // another tracker's changes. Only one commit runs at a time.
 func (t *Tracker) commit(ctx context.Context, batch []*request) {
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.WriteTimeout)
-	defer cancel()
-	var appended []store.Change
+	wctx := newWriteContext(ctx, t.cfg.WriteTimeout)
+	defer wctx.stop()
+	w := &t.writer
+	defer w.reset()
 	err := t.store.Update(wctx, func(tx store.Tx) error {
-		appended = appended[:0]
-		w := batchWriter{t: t, tx: tx, ctx: wctx, pairs: make(map[store.Key]*pending)}
-		return w.write(batch, &appended)
+		w.reset() // Update may run fn again
+		w.t, w.tx, w.ctx = t, tx, wctx
+		return w.write(batch, &w.appended)
 	})
+	appended := w.appended
 	if err != nil {
 		for _, r := range batch {
 			r.changes, r.err = nil, err
@@ -88,20 +90,86 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 	t.applyChanges(appended)
 }
 
-// batchWriter folds one batch inside a store transaction.
+// batchWriter folds one batch inside a store transaction. The Tracker
+// keeps one and reuses its maps and slices from commit to commit (only one
+// commit runs at a time), so that a commit allocates little beyond what it
+// stores.
 type batchWriter struct {
-	t     *Tracker
-	tx    store.Tx
-	ctx   context.Context
-	pairs map[store.Key]*pending // every identifier key of a person read so far → its person
-	raw   map[store.Key]rawRecord
-	order []*pending
-	chans map[string]*chanPending
+	t       *Tracker
+	tx      store.Tx
+	ctx     context.Context
+	pairs   map[store.Key]*pending // every identifier key of a person read so far → its person
+	raw     map[store.Key]int      // → rawRecs (rawRecord is too big for a map to hold inline)
+	rawRecs []rawRecord
+	order   []*pending
+	chans   map[string]*chanPending
+
+	chanFree []*chanPending // recycled by reset
+
+	appended []store.Change // what the batch appended to the change log
+
+	// Scratch space of write and resolve.
+	refs    []store.EventRef
+	keys    []store.Key
+	seen    map[store.EventRef]bool
+	uniq    map[store.Key]struct{}
+	ids     []string
+	persons []*pending
+	slab    [][]pending // the batch's persons, in chunks that never move
+	used    int
+}
+
+const slabChunk = 16
+
+// emptied returns m emptied for reuse, or nil (made again when needed)
+// when a large batch grew it: clearing a map costs as much as its
+// capacity, which never shrinks.
+func emptied[K comparable, V any](m map[K]V) map[K]V {
+	if len(m) > 64 {
+		return nil
+	}
+	clear(m)
+	return m
+}
+
+// newPending returns a zeroed person of this batch.
+func (w *batchWriter) newPending() *pending {
+	i, j := w.used/slabChunk, w.used%slabChunk
+	if i == len(w.slab) {
+		w.slab = append(w.slab, make([]pending, slabChunk))
+	}
+	w.used++
+	return &w.slab[i][j]
+}
+
+// reset forgets the batch, keeping the buffers (cleared, so they hold no
+// pointers into it).
+func (w *batchWriter) reset() {
+	w.t, w.tx, w.ctx = nil, nil, nil
+	w.pairs, w.raw, w.seen, w.uniq = emptied(w.pairs), emptied(w.raw), emptied(w.seen), emptied(w.uniq)
+	clear(w.rawRecs)
+	w.rawRecs = w.rawRecs[:0]
+	for _, c := range w.chans {
+		c.state = channelState{}
+		w.chanFree = append(w.chanFree, c)
+	}
+	clear(w.chans)
+	for i := range (w.used + slabChunk - 1) / slabChunk {
+		clear(w.slab[i])
+	}
+	w.used = 0
+	clear(w.order)
+	clear(w.appended)
+	clear(w.refs)
+	clear(w.keys)
+	clear(w.ids)
+	clear(w.persons)
+	w.order, w.appended, w.refs, w.keys, w.ids, w.persons = w.order[:0], w.appended[:0], w.refs[:0], w.keys[:0], w.ids[:0], w.persons[:0]
 }
 
 // chanPending is a channel's own state being written by a batch.
 type chanPending struct {
-	state *channelState
+	state channelState
 	dirty bool
 }
 
@@ -119,21 +187,26 @@ func (w *batchWriter) channel(name string) (*chanPending, error) {
 }
 
 func (w *batchWriter) addChannel(name string, st store.State) (*chanPending, error) {
-	cs, err := decodeChannel(st.Data)
-	if err != nil {
+	var c *chanPending
+	if n := len(w.chanFree); n > 0 {
+		c, w.chanFree = w.chanFree[n-1], w.chanFree[:n-1]
+	} else {
+		c = new(chanPending)
+	}
+	c.dirty = false
+	if err := c.state.decode(st.Data); err != nil {
+		w.chanFree = append(w.chanFree, c)
 		return nil, fmt.Errorf("channel %s: %w", name, err)
 	}
 	if w.chans == nil {
 		w.chans = make(map[string]*chanPending)
 	}
-	c := &chanPending{state: cs}
 	w.chans[name] = c
 	return c, nil
 }
 
 func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
-	var refs []store.EventRef
-	var keys []store.Key
+	refs, keys := w.refs[:0], w.keys[:0]
 	for _, r := range batch {
 		for i := range r.events {
 			le := &r.events[i]
@@ -146,15 +219,21 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 		keys = append(keys, r.also...)
 		keys = append(keys, r.wake...)
 	}
-	seen := map[store.EventRef]bool{}
+	w.refs, w.keys = refs, keys
+	if w.seen == nil {
+		w.seen = make(map[store.EventRef]bool)
+	}
+	seen := w.seen
 	if len(refs) > 0 {
 		known, err := w.tx.Known(w.ctx, refs)
 		if err != nil {
 			return err
 		}
-		seen = known
+		for ref := range known {
+			seen[ref] = true
+		}
 	}
-	if err := w.prefetch(uniqueKeys(keys)); err != nil {
+	if err := w.prefetch(w.uniqueKeys(keys)); err != nil {
 		return err
 	}
 	for _, r := range batch {
@@ -180,7 +259,8 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 				}
 				continue
 			}
-			p, err := w.resolve(le.Key.Channel, append([]string{le.Key.Contact}, le.Aliases...))
+			w.ids = append(append(w.ids[:0], le.Key.Contact), le.Aliases...)
+			p, err := w.resolve(le.Key.Channel, w.ids)
 			if err != nil {
 				return err
 			}
@@ -250,7 +330,7 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 	}
 	for name, c := range w.chans {
 		if c.dirty {
-			if err := w.tx.Put(w.ctx, store.Key{Channel: name}, store.State{Data: encodeChannel(c.state)}); err != nil {
+			if err := w.tx.Put(w.ctx, store.Key{Channel: name}, store.State{Data: encodeChannel(&c.state)}); err != nil {
 				return err
 			}
 		}
@@ -258,12 +338,17 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 	return nil
 }
 
-func uniqueKeys(keys []store.Key) []store.Key {
-	seen := make(map[store.Key]bool, len(keys))
-	out := keys[:0:0]
+// uniqueKeys returns keys without repeats, in their order, reusing keys'
+// array.
+func (w *batchWriter) uniqueKeys(keys []store.Key) []store.Key {
+	if w.uniq == nil {
+		w.uniq = make(map[store.Key]struct{})
+	}
+	clear(w.uniq)
+	out := keys[:0]
 	for _, k := range keys {
-		if !seen[k] {
-			seen[k] = true
+		if _, dup := w.uniq[k]; !dup {
+			w.uniq[k] = struct{}{}
 			out = append(out, k)
 		}
 	}
@@ -296,12 +381,12 @@ func (w *batchWriter) prefetch(keys []store.Key) error {
 				return err
 			}
 			if rec.kind == recordAlias {
-				if t := (store.Key{Channel: k.Channel, Contact: rec.alias}); w.raw[t].kind == recordNone && !w.raw[t].exists {
+				if t := (store.Key{Channel: k.Channel, Contact: rec.alias}); !w.known(t) {
 					targets = append(targets, t)
 				}
 			}
 		}
-		keys = uniqueKeys(targets)
+		keys = w.uniqueKeys(targets)
 	}
 	return nil
 }
@@ -319,15 +404,26 @@ func (w *batchWriter) remember(k store.Key, st store.State, exists bool) (rawRec
 	}
 	rec := rawRecord{kind: kind, state: s, alias: alias, revision: st.Revision, exists: exists}
 	if w.raw == nil {
-		w.raw = make(map[store.Key]rawRecord)
+		w.raw = make(map[store.Key]int)
 	}
-	w.raw[k] = rec
+	if i, ok := w.raw[k]; ok {
+		w.rawRecs[i] = rec
+	} else {
+		w.raw[k] = len(w.rawRecs)
+		w.rawRecs = append(w.rawRecs, rec)
+	}
 	return rec, nil
 }
 
+// known reports whether the batch read k and found something stored.
+func (w *batchWriter) known(k store.Key) bool {
+	i, ok := w.raw[k]
+	return ok && (w.rawRecs[i].kind != recordNone || w.rawRecs[i].exists)
+}
+
 func (w *batchWriter) load(k store.Key) (rawRecord, error) {
-	if rec, ok := w.raw[k]; ok {
-		return rec, nil
+	if i, ok := w.raw[k]; ok {
+		return w.rawRecs[i], nil
 	}
 	st, err := w.tx.Get(w.ctx, k)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -359,7 +455,8 @@ func (w *batchWriter) person(k store.Key) (*pending, error) {
 			k = store.Key{Channel: k.Channel, Contact: rec.alias}
 			continue
 		}
-		p := &pending{key: k, state: rec.state, revision: rec.revision}
+		p := w.newPending()
+		p.key, p.state, p.revision = k, rec.state, rec.revision
 		if len(p.state.ids) == 0 {
 			p.state.addIdent(k.Contact, p.state.floor)
 		}
@@ -383,7 +480,8 @@ func (w *batchWriter) register(p *pending) {
 // resolve returns the one person the identifiers name, joining the persons
 // they named so far into one (the union of their states), or a new person.
 func (w *batchWriter) resolve(channel string, ids []string) (*pending, error) {
-	var persons []*pending
+	persons := w.persons[:0]
+	defer func() { clear(persons); w.persons = persons[:0] }()
 	for _, id := range ids {
 		p, err := w.person(store.Key{Channel: channel, Contact: id})
 		if err != nil {
@@ -394,7 +492,8 @@ func (w *batchWriter) resolve(channel string, ids []string) (*pending, error) {
 		}
 	}
 	if len(persons) == 0 {
-		p := &pending{key: store.Key{Channel: channel, Contact: ids[0]}, state: pairState{floor: none, wake: none}}
+		p := w.newPending()
+		p.key, p.state = store.Key{Channel: channel, Contact: ids[0]}, pairState{floor: none, wake: none}
 		w.register(p)
 		for _, id := range ids {
 			w.pairs[store.Key{Channel: channel, Contact: id}] = p
@@ -442,7 +541,7 @@ func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store
 	if err != nil {
 		return err
 	}
-	s.callbacks, s.confirmedOnly = c.state, w.t.cfg.ConfirmedCallbacksOnly
+	s.callbacks, s.confirmedOnly = &c.state, w.t.cfg.ConfirmedCallbacksOnly
 	cur := s.entryAt(s.floor, lc)
 	wake := s.wakeAfter(s.floor, lc)
 	var replaces []string

@@ -151,10 +151,12 @@ type Tx interface {
 	// Get returns the pair's state as of this transaction, including
 	// writes made earlier in it, or ErrNotFound.
 	Get(ctx context.Context, key Key) (State, error)
-	// Put replaces the pair's state.
+	// Put replaces the pair's state. The store may keep s.Data as it is:
+	// the caller must not modify it afterwards.
 	Put(ctx context.Context, key Key, s State) error
 	// Known reports which of refs name events already in the ledger,
-	// including those appended earlier in this transaction: the tracker
+	// including those appended earlier in this transaction (the map holds
+	// only those; it may be nil when there are none): the tracker
 	// asks once per batch, before it folds the batch's events.
 	Known(ctx context.Context, refs []EventRef) (map[EventRef]bool, error)
 	// AppendEvent adds e to the ledger; Seq is assigned by the store. An

@@ -2,9 +2,9 @@ package memory
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
 	"time"
@@ -15,16 +15,52 @@ import (
 )
 
 // The ledger holds every event a host ever recorded, so it is laid out for
-// the garbage collector: each channel's events are encoded one after the
-// other in one byte arena (no pointers inside for the GC to scan), ordered
-// by a btree of plain values (event time, seq, offset), with each pair's
-// offsets in a slice; dedupe keys are 128-bit hashes, not strings.
+// the garbage collector: nothing per event holds a pointer for it to scan.
+// Each channel's events are encoded one after the other in one byte arena,
+// ordered by a btree of plain values (event time, seq, offset); each event
+// begins with the offset of the previous event whose contact has the same
+// 64-bit hash, and byPair maps that hash to the newest one, so a pair's
+// events are a walk back along the chain (skipping other contacts of the
+// same hash and pruned events). Dedupe keys are 128-bit keyed hashes, not
+// strings.
 
 type channelLedger struct {
-	arena  []byte
+	arena  arena
 	byTime *btree.BTreeG[ledgerItem]
-	byPair map[string][]int64 // contact → offsets, in append order
-	dead   int                // bytes of pruned events still in the arena
+	byPair map[uint64]int64   // hash of a contact → offset+1 of its newest event
+	pruned map[int64]struct{} // offsets of pruned events still in the arena
+	dead   int                // their bytes
+}
+
+// arena is append-only bytes in blocks of arenaBlock (a larger event gets a
+// block of its own), so that growing it never copies what it holds nor
+// leaves a large garbage array behind. An offset is block<<32 | position.
+type arena struct {
+	blocks [][]byte
+	size   int // bytes held
+}
+
+const arenaBlock = 1 << 20
+
+// at returns the bytes from off to the end of its block.
+func (a *arena) at(off int64) []byte { return a.blocks[off>>32][off&(1<<32-1):] }
+
+// add copies b into the arena and returns its offset.
+func (a *arena) add(b []byte) int64 {
+	n := len(a.blocks)
+	if n == 0 || len(a.blocks[n-1])+len(b) > cap(a.blocks[n-1]) {
+		a.blocks = append(a.blocks, make([]byte, 0, max(arenaBlock, len(b))))
+		n++
+	}
+	last := &a.blocks[n-1]
+	off := int64(n-1)<<32 | int64(len(*last))
+	*last = append(*last, b...)
+	a.size += len(b)
+	return off
+}
+
+func newChannelLedger() *channelLedger {
+	return &channelLedger{byTime: btree.NewG(32, lessItem), byPair: make(map[uint64]int64)}
 }
 
 type ledgerItem struct {
@@ -57,23 +93,34 @@ func fromNanos(n int64) time.Time {
 
 type dedupeKey [2]uint64
 
-func hashRef(r store.EventRef) dedupeKey {
-	h := sha256.New()
-	var n [binary.MaxVarintLen64]byte
-	h.Write(n[:binary.PutUvarint(n[:], uint64(len(r.Channel)))])
-	h.Write([]byte(r.Channel))
-	h.Write([]byte(r.Dedupe))
-	sum := h.Sum(nil)
-	return dedupeKey{binary.LittleEndian.Uint64(sum[:8]), binary.LittleEndian.Uint64(sum[8:16])}
+func (s *Store) hashRef(r store.EventRef) dedupeKey {
+	var k dedupeKey
+	for i, seed := range s.seeds {
+		var h maphash.Hash
+		h.SetSeed(seed)
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(r.Channel)))
+		h.Write(n[:])
+		h.WriteString(r.Channel)
+		h.WriteString(r.Dedupe)
+		k[i] = h.Sum64()
+	}
+	return k
 }
 
-// The encoding of one event: varints for numbers (times as unix ns,
-// math.MinInt64 for the zero time), length-prefixed strings.
-func appendEvent(b []byte, e *store.LedgerEvent) []byte {
+func (s *Store) contactHash(contact string) uint64 {
+	return maphash.String(s.seeds[1], contact)
+}
+
+// The encoding of one event: the chain link (prev+1 as a uvarint, 0 for
+// none), then varints for numbers (times as unix ns, math.MinInt64 for the
+// zero time), length-prefixed strings.
+func appendEvent(b []byte, prev int64, e *store.LedgerEvent) []byte {
 	str := func(s string) {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
+	b = binary.AppendUvarint(b, uint64(prev))
 	b = binary.AppendVarint(b, e.Seq)
 	str(e.Key.Contact)
 	str(e.Dedupe)
@@ -101,7 +148,11 @@ func appendEvent(b []byte, e *store.LedgerEvent) []byte {
 	return binary.AppendVarint(b, e.Revision)
 }
 
-func decodeEvent(channel string, b []byte) store.LedgerEvent {
+// decodeEvent decodes the event at the start of b and returns it with its
+// chain link.
+func decodeEvent(channel string, b []byte) (store.LedgerEvent, int64) {
+	link, w := binary.Uvarint(b)
+	b = b[w:]
 	num := func() int64 {
 		v, n := binary.Varint(b)
 		b = b[n:]
@@ -133,22 +184,49 @@ func decodeEvent(channel string, b []byte) store.LedgerEvent {
 	e.Source, e.Reason, e.Origin = str(), str(), str()
 	e.RecordedAt = fromNanos(num())
 	e.Revision = num()
-	return e
+	return e, int64(link)
 }
 
-func (s *Store) addEventLocked(e store.LedgerEvent) {
+// contactOf decodes only the contact of the event at the start of b.
+func contactOf(b []byte) string {
+	_, w := binary.Uvarint(b)
+	b = b[w:]
+	_, w = binary.Varint(b)
+	b = b[w:]
+	l, w := binary.Uvarint(b)
+	return string(b[w : w+int(l)])
+}
+
+// pairOffsets returns the offsets of contact's live events, oldest first.
+func (s *Store) pairOffsets(cl *channelLedger, contact string) []int64 {
+	var offs []int64
+	for link := cl.byPair[s.contactHash(contact)]; link != 0; {
+		off := link - 1
+		b := cl.arena.at(off)
+		next, _ := binary.Uvarint(b)
+		if _, dead := cl.pruned[off]; !dead && contactOf(b) == contact {
+			offs = append(offs, off)
+		}
+		link = int64(next)
+	}
+	slices.Reverse(offs)
+	return offs
+}
+
+func (s *Store) addEventLocked(e *store.LedgerEvent, hash dedupeKey) {
 	s.lastSeq++
 	e.Seq = s.lastSeq
 	cl := s.ledger[e.Key.Channel]
 	if cl == nil {
-		cl = &channelLedger{byTime: btree.NewG(32, lessItem), byPair: make(map[string][]int64)}
+		cl = newChannelLedger()
 		s.ledger[e.Key.Channel] = cl
 	}
-	off := int64(len(cl.arena))
-	cl.arena = appendEvent(cl.arena, &e)
+	ph := s.contactHash(e.Key.Contact)
+	s.scratch = appendEvent(s.scratch[:0], cl.byPair[ph], e)
+	off := cl.arena.add(s.scratch)
 	cl.byTime.ReplaceOrInsert(ledgerItem{at: nanos(e.At), seq: e.Seq, off: off})
-	cl.byPair[e.Key.Contact] = append(cl.byPair[e.Key.Contact], off)
-	s.dedupe[hashRef(store.EventRef{Channel: e.Key.Channel, Dedupe: e.Dedupe})] = struct{}{}
+	cl.byPair[ph] = off + 1
+	s.dedupe[hash] = struct{}{}
 }
 
 // Ledger returns the committed ledger events q selects.
@@ -181,7 +259,7 @@ func (s *Store) Ledger(ctx context.Context, q store.LedgerQuery) ([]store.Ledger
 		if !q.From.IsZero() && it.at < q.From.UnixNano() {
 			return true
 		}
-		e := decodeEvent(q.Channel, cl.arena[it.off:])
+		e, _ := decodeEvent(q.Channel, cl.arena.at(it.off))
 		if !q.RecordedBy.IsZero() && e.RecordedAt.After(q.RecordedBy) {
 			return true
 		}
@@ -189,10 +267,10 @@ func (s *Store) Ledger(ctx context.Context, q store.LedgerQuery) ([]store.Ledger
 		return q.Limit <= 0 || len(out) < q.Limit
 	}
 	if q.Contact != "" {
-		offs := cl.byPair[q.Contact]
+		offs := s.pairOffsets(cl, q.Contact)
 		items := make([]ledgerItem, 0, len(offs))
 		for _, off := range offs {
-			e := decodeEvent(q.Channel, cl.arena[off:])
+			e, _ := decodeEvent(q.Channel, cl.arena.at(off))
 			items = append(items, ledgerItem{at: nanos(e.At), seq: e.Seq, off: off})
 		}
 		slices.SortFunc(items, func(a, b ledgerItem) int {
@@ -237,61 +315,52 @@ func (s *Store) PruneLedger(ctx context.Context, horizon time.Time) (int64, erro
 			if it.at >= h {
 				return false
 			}
-			pairs[decodeEvent(ch, cl.arena[it.off:]).Key.Contact] = true
+			pairs[contactOf(cl.arena.at(it.off))] = true
 			return true
 		})
 		for contact := range pairs {
-			offs := cl.byPair[contact]
+			offs := s.pairOffsets(cl, contact)
 			evs := make([]store.LedgerEvent, len(offs))
 			for i, off := range offs {
-				evs[i] = decodeEvent(ch, cl.arena[off:])
+				evs[i], _ = decodeEvent(ch, cl.arena.at(off))
 			}
 			keeps := store.PruneKeeps(evs, horizon)
-			kept := offs[:0]
 			for i, off := range offs {
 				if keeps[i] {
-					kept = append(kept, off)
 					continue
 				}
 				cl.byTime.Delete(ledgerItem{at: nanos(evs[i].At), seq: evs[i].Seq, off: off})
-				delete(s.dedupe, hashRef(store.EventRef{Channel: ch, Dedupe: evs[i].Dedupe}))
-				cl.dead += len(appendEvent(nil, &evs[i]))
+				delete(s.dedupe, s.hashRef(store.EventRef{Channel: ch, Dedupe: evs[i].Dedupe}))
+				if cl.pruned == nil {
+					cl.pruned = make(map[int64]struct{})
+				}
+				cl.pruned[off] = struct{}{}
+				cl.dead += len(appendEvent(nil, 0, &evs[i]))
 				n++
-			}
-			if len(kept) == 0 {
-				delete(cl.byPair, contact)
-			} else {
-				cl.byPair[contact] = kept
 			}
 		}
 		if cl.byTime.Len() == 0 {
 			delete(s.ledger, ch)
-		} else if cl.dead > len(cl.arena)/2 {
-			s.ledger[ch] = cl.compacted(ch)
+		} else if cl.dead > cl.arena.size/2 {
+			s.ledger[ch] = s.compacted(ch, cl)
 		}
 	}
 	return n, nil
 }
 
-// compacted copies the live events into a new arena.
-func (cl *channelLedger) compacted(ch string) *channelLedger {
-	out := &channelLedger{byTime: btree.NewG(32, lessItem), byPair: make(map[string][]int64, len(cl.byPair))}
-	moved := map[int64]int64{}
+// compacted copies the live events into a new arena, in ledger order (a
+// pair's chain then runs in that order; its readers sort by (At, Seq)).
+func (s *Store) compacted(ch string, cl *channelLedger) *channelLedger {
+	out := newChannelLedger()
 	cl.byTime.Ascend(func(it ledgerItem) bool {
-		e := decodeEvent(ch, cl.arena[it.off:])
-		off := int64(len(out.arena))
-		out.arena = appendEvent(out.arena, &e)
-		moved[it.off] = off
+		e, _ := decodeEvent(ch, cl.arena.at(it.off))
+		ph := s.contactHash(e.Key.Contact)
+		s.scratch = appendEvent(s.scratch[:0], out.byPair[ph], &e)
+		off := out.arena.add(s.scratch)
+		out.byPair[ph] = off + 1
 		out.byTime.ReplaceOrInsert(ledgerItem{at: it.at, seq: it.seq, off: off})
 		return true
 	})
-	for contact, offs := range cl.byPair {
-		next := make([]int64, len(offs))
-		for i, off := range offs {
-			next[i] = moved[off]
-		}
-		out.byPair[contact] = next
-	}
 	return out
 }
 

@@ -9,6 +9,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sync"
 
@@ -36,11 +37,14 @@ type Store struct {
 	retention int
 	revision  int64
 	closed    bool
-	wake      chan struct{} // closed and replaced on every commit
+	wake      chan struct{} // made by Wait, closed by the next commit
+	tx        tx            // reused by every Update (they hold mu)
 
 	// The ledger, laid out for the garbage collector (see ledger.go).
 	ledger  map[string]*channelLedger
 	dedupe  map[dedupeKey]struct{}
+	seeds   [2]maphash.Seed // of dedupe keys and of byPair's contact hashes
+	scratch []byte          // encoding buffer of addEventLocked
 	lastSeq int64
 }
 
@@ -56,8 +60,9 @@ func New(cfg Config) *Store {
 		r = DefaultRetention
 	}
 	return &Store{
-		pairs: make(map[store.Key]record), retention: r, wake: make(chan struct{}),
+		pairs: make(map[store.Key]record), retention: r,
 		ledger: make(map[string]*channelLedger), dedupe: make(map[dedupeKey]struct{}),
+		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 	}
 }
 
@@ -68,7 +73,9 @@ func (s *Store) Close() error {
 	defer s.mu.Unlock()
 	if !s.closed {
 		s.closed = true
-		close(s.wake)
+		if s.wake != nil {
+			close(s.wake)
+		}
 	}
 	return nil
 }
@@ -81,8 +88,26 @@ type tx struct {
 	s       *Store
 	undo    []undo
 	changes []store.Change
-	events  []store.LedgerEvent
-	added   map[store.EventRef]struct{}
+	events  []addedEvent
+	added   map[dedupeKey]struct{}
+}
+
+type addedEvent struct {
+	e    store.LedgerEvent
+	hash dedupeKey
+}
+
+// reset empties t for the next Update, keeping its buffers.
+func (t *tx) reset() {
+	clear(t.undo)
+	clear(t.changes)
+	clear(t.events)
+	t.undo, t.changes, t.events = t.undo[:0], t.changes[:0], t.events[:0]
+	if len(t.added) > 64 {
+		t.added = nil // clearing costs as much as the map's capacity, which never shrinks
+	} else {
+		clear(t.added)
+	}
 }
 
 type undo struct {
@@ -105,7 +130,7 @@ func (t *tx) Put(ctx context.Context, k store.Key, st store.State) error {
 	}
 	prev, existed := t.s.pairs[k]
 	t.undo = append(t.undo, undo{k, prev, existed})
-	t.s.pairs[k] = compact(st)
+	t.s.pairs[k] = record{data: st.Data, rev: st.Revision} // Put may keep Data (store.Tx)
 	return nil
 }
 
@@ -122,11 +147,15 @@ func (t *tx) Known(ctx context.Context, refs []store.EventRef) (map[store.EventR
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := make(map[store.EventRef]bool)
+	var out map[store.EventRef]bool // nil when none: the common case
 	for _, r := range refs {
-		_, stored := t.s.dedupe[hashRef(r)]
-		_, added := t.added[r]
+		h := t.s.hashRef(r)
+		_, stored := t.s.dedupe[h]
+		_, added := t.added[h]
 		if stored || added {
+			if out == nil {
+				out = make(map[store.EventRef]bool)
+			}
 			out[r] = true
 		}
 	}
@@ -137,18 +166,18 @@ func (t *tx) AppendEvent(ctx context.Context, e store.LedgerEvent) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := store.EventRef{Channel: e.Key.Channel, Dedupe: e.Dedupe}
-	if _, ok := t.s.dedupe[hashRef(r)]; ok {
+	h := t.s.hashRef(store.EventRef{Channel: e.Key.Channel, Dedupe: e.Dedupe})
+	if _, ok := t.s.dedupe[h]; ok {
 		return nil
 	}
-	if _, ok := t.added[r]; ok {
+	if _, ok := t.added[h]; ok {
 		return nil
 	}
 	if t.added == nil {
-		t.added = make(map[store.EventRef]struct{})
+		t.added = make(map[dedupeKey]struct{})
 	}
-	t.added[r] = struct{}{}
-	t.events = append(t.events, e)
+	t.added[h] = struct{}{}
+	t.events = append(t.events, addedEvent{e, h})
 	return nil
 }
 
@@ -175,7 +204,9 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if s.closed {
 		return store.ErrClosed
 	}
-	t := &tx{s: s}
+	t := &s.tx
+	t.s = s
+	defer t.reset()
 	if err := fn(t); err != nil {
 		t.rollback()
 		return err
@@ -184,11 +215,11 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		s.appendLocked(c)
 	}
 	for i := range t.events {
-		s.addEventLocked(t.events[i])
+		s.addEventLocked(&t.events[i].e, t.events[i].hash)
 	}
-	if len(t.changes) > 0 {
+	if len(t.changes) > 0 && s.wake != nil {
 		close(s.wake)
-		s.wake = make(chan struct{})
+		s.wake = nil
 	}
 	return nil
 }
@@ -268,17 +299,20 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 
 // Wait implements store.Notifier.
 func (s *Store) Wait(ctx context.Context, after int64) error {
-	s.mu.RLock()
+	s.mu.Lock()
 	if s.closed {
-		s.mu.RUnlock()
+		s.mu.Unlock()
 		return store.ErrClosed
 	}
 	if s.revision > after {
-		s.mu.RUnlock()
+		s.mu.Unlock()
 		return nil
 	}
+	if s.wake == nil {
+		s.wake = make(chan struct{}) // only when someone waits: commits stay free of it
+	}
 	wake := s.wake
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	select {
 	case <-wake:
 		return nil
@@ -292,7 +326,5 @@ type record struct {
 	data []byte
 	rev  int64
 }
-
-func compact(st store.State) record { return record{data: slices.Clone(st.Data), rev: st.Revision} }
 
 func (r record) state() store.State { return store.State{Data: slices.Clone(r.data), Revision: r.rev} }
