@@ -13,7 +13,8 @@ import (
 )
 
 // filled returns a tracker on the memory store holding n active temporary
-// grants in one channel, expiring one second apart from t0+1h.
+// grants in one channel, granted at t0 (the clock) and expiring one second
+// apart from t0+1h.
 func filled(b *testing.B, n int) *Tracker {
 	b.Helper()
 	ctx := context.Background()
@@ -26,8 +27,8 @@ func filled(b *testing.B, n int) *Tracker {
 	b.Cleanup(func() { tr.Close() })
 	batch := make([]Event, 0, DefaultMaxBatch)
 	for i := range n {
-		at := t0.Add(time.Duration(i) * time.Second)
-		batch = append(batch, Event{Type: EventGrant, Channel: ch, Contact: "1650" + strconv.Itoa(1_000_000+i), At: at, ExpiresAt: at.Add(time.Hour)})
+		exp := t0.Add(time.Hour + time.Duration(i)*time.Second)
+		batch = append(batch, Event{Type: EventGrant, Channel: ch, Contact: "1650" + strconv.Itoa(1_000_000+i), At: t0, ExpiresAt: exp})
 		if len(batch) == cap(batch) || i == n-1 {
 			if _, err := tr.Record(ctx, batch...); err != nil {
 				b.Fatal(err)
@@ -46,8 +47,8 @@ func BenchmarkRecord(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		at := t0.Add(time.Duration(i%3600) * time.Second)
-		if _, err := tr.Record(ctx, Event{Type: EventGrant, Channel: "other", Contact: "3461" + strconv.Itoa(i), At: at}); err != nil {
+		exp := t0.Add(time.Hour + time.Duration(i%3600)*time.Second)
+		if _, err := tr.Record(ctx, Event{Type: EventGrant, Channel: "other", Contact: "3461" + strconv.Itoa(i), At: t0, ExpiresAt: exp}); err != nil {
 			b.Fatal(err)
 		}
 	}

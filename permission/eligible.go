@@ -99,7 +99,7 @@ func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, 
 		}
 		past = true
 	}
-	var after *item
+	var after *row
 	if q.Cursor != "" {
 		it, err := decodeCursor(q.Cursor, q.Order)
 		if err != nil {
@@ -124,8 +124,8 @@ func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, 
 }
 
 // listPage is one page of c's listed entries for q (Order, Limit and Now
-// set), after the cursor's item when not nil.
-func listPage(c *channelIndex, q Query, after *item) Page {
+// set), after the cursor's row when not nil.
+func listPage(c *channelIndex, q Query, after *row) Page {
 	var page Page
 	if c == nil || c.listed == 0 {
 		return page
@@ -136,46 +136,50 @@ func listPage(c *channelIndex, q Query, after *item) Page {
 		horizon = now + int64(q.ExpiringWithin)
 	}
 	page.Entries = make([]Entry, 0, min(q.Limit, c.listed))
-	var last item
+	var last row
 	more := false
-	visit := func(it item) bool {
-		if after != nil && !lessInChannel(*after, it) {
-			return true // the cursor's own item
-		}
-		s := it.s
-		if s.expires <= now {
+	visit := func(r row) bool {
+		if r.expires <= now {
 			return true // expired, not yet swept
 		}
-		if q.Order == OrderExpiring && s.expires > horizon {
-			return false // sorted by expiry: nothing further qualifies
+		if r.expires > horizon {
+			return q.Order == OrderRecent // sorted by expiry: nothing further qualifies
 		}
-		if q.Order == OrderRecent && s.expires > horizon {
-			return true
-		}
-		if q.WithCallsLeft && s.callsLeft == 0 {
+		if q.WithCallsLeft && r.callsLeft == 0 {
 			return true
 		}
 		if len(page.Entries) == q.Limit {
 			more = true
 			return false
 		}
-		page.Entries = append(page.Entries, s.entry())
-		last = it
+		page.Entries = append(page.Entries, r.entry(c.name))
+		last = r
 		return true
 	}
-	pivotSlot := &slot{}
-	switch {
-	case after != nil:
-		pivot := *after
-		if q.Order == OrderExpiring {
-			c.byExpiry.AscendGreaterOrEqual(pivot, visit)
-		} else {
-			c.byRecent.AscendGreaterOrEqual(pivot, visit)
+	if q.Order == OrderRecent {
+		// The recent order holds keys; the rows are in the expiry order.
+		from := rowKey{granted: never}
+		if after != nil {
+			from = after.key()
 		}
-	case q.Order == OrderExpiring:
-		c.byExpiry.AscendGreaterOrEqual(item{k1: now + 1, k2: -never, s: pivotSlot}, visit)
-	default:
-		c.byRecent.Ascend(visit)
+		c.byRecent.AscendGreaterOrEqual(from, func(k rowKey) bool {
+			if after != nil && !lessRecent(after.key(), k) {
+				return true // the cursor's own row
+			}
+			r, ok := c.row(k)
+			return !ok || visit(r)
+		})
+	} else {
+		from := row{expires: now + 1, granted: never}
+		if after != nil {
+			from = *after
+		}
+		c.byExpiry.AscendGreaterOrEqual(from, func(r row) bool {
+			if after != nil && !lessExpiry(*after, r) {
+				return true // the cursor's own row
+			}
+			return visit(r)
+		})
 	}
 	if more {
 		page.NextCursor = encodeCursor(q.Order, last)
@@ -210,26 +214,32 @@ func (t *Tracker) channelAt(ctx context.Context, channel string, at time.Time) (
 	return idx.channel(channel, false), nil
 }
 
-// A cursor is the last item's key: order, two numbers and the contact.
-func encodeCursor(o Order, it item) string {
-	b := make([]byte, 0, 17+len(it.s.contact))
+// A cursor is the last row's key in its order: the order, two numbers and
+// the contact.
+func encodeCursor(o Order, r row) string {
+	k1, k2 := r.expires, -r.granted
+	if o == OrderRecent {
+		k1, k2 = -r.granted, r.expires
+	}
+	b := make([]byte, 0, 17+len(r.contact))
 	b = append(b, o[0])
-	b = binary.BigEndian.AppendUint64(b, uint64(it.k1))
-	b = binary.BigEndian.AppendUint64(b, uint64(it.k2))
-	b = append(b, it.s.contact...)
+	b = binary.BigEndian.AppendUint64(b, uint64(k1))
+	b = binary.BigEndian.AppendUint64(b, uint64(k2))
+	b = append(b, r.contact...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeCursor(s string, o Order) (item, error) {
+func decodeCursor(s string, o Order) (row, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) < 17 || b[0] != o[0] {
-		return item{}, fmt.Errorf("%w: %q", ErrBadCursor, s)
+		return row{}, fmt.Errorf("%w: %q", ErrBadCursor, s)
 	}
-	return item{
-		k1: int64(binary.BigEndian.Uint64(b[1:9])),
-		k2: int64(binary.BigEndian.Uint64(b[9:17])),
-		s:  &slot{contact: string(b[17:])},
-	}, nil
+	k1, k2 := int64(binary.BigEndian.Uint64(b[1:9])), int64(binary.BigEndian.Uint64(b[9:17]))
+	r := row{expires: k1, granted: -k2, contact: string(b[17:])}
+	if o == OrderRecent {
+		r.granted, r.expires = -k1, k2
+	}
+	return r, nil
 }
 
 // Count returns how many contacts of channel are callable at now (the
@@ -257,11 +267,11 @@ func (t *Tracker) Count(channel string, now time.Time, within time.Duration) (ca
 		return 0, 0, nil
 	}
 	stale := 0
-	c.byExpiry.Ascend(func(it item) bool {
+	c.byExpiry.Ascend(func(r row) bool {
 		switch {
-		case it.s.expires <= n:
+		case r.expires <= n:
 			stale++
-		case within > 0 && it.s.expires <= horizon:
+		case within > 0 && r.expires <= horizon:
 			soon++
 		default:
 			return false

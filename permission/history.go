@@ -280,7 +280,7 @@ func (t *Tracker) Callable(ctx context.Context, channel string, q Query) iter.Se
 			return
 		}
 		q.Limit = min(q.Limit, MaxPageSize)
-		var after *item
+		var after *row
 		for {
 			if err := ctx.Err(); err != nil {
 				yield(Entry{}, err)

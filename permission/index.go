@@ -10,98 +10,123 @@ import (
 )
 
 // The in-memory index is a cache of the change log: it changes only by
-// applying committed changes (Tracker.applyChanges). It holds every listed
-// entry, in two orderings per channel (by expiry and by grant time) so a
-// page is a range scan, and every pair's next wake-up instant in one global
-// order that drives the sweep. Items are small values pointing at one slot
-// per pair.
+// applying committed changes (Tracker.applyChanges). It is laid out for
+// pages and for the garbage collector: every listed entry is a row, held by
+// value in its channel's expiry order, so that a page is a range scan over
+// consecutive rows that follows no pointer; a second, smaller order by
+// grant time holds the rows' keys. A channel's map says, per pair, where
+// its row is and when it next wakes; one global order of wake-ups drives
+// the sweep. Nothing per pair is allocated on its own.
 
 const (
 	btreeDegree = 32
 	never       = math.MaxInt64 // expiry key of permanent entries: after every temporary one
 )
 
-type slot struct {
-	ch        *channelIndex
-	contact   string
-	listed    bool
-	kind      Kind
-	source    Source
-	granted   int64 // unix ns
-	expires   int64 // unix ns, never for permanent entries
-	callsLeft int32
-	streak    int32
-	wake      int64 // unix ns, none for no wake-up
-	waID      string
-	userID    string
+// row is a listed entry as a page shows it.
+type row struct {
+	granted, expires  int64 // unix ns; expires is never for permanent entries
+	contact           string
+	waID, userID      string
+	source            Source
+	callsLeft, streak int32
 }
 
-func (s *slot) entry() Entry {
-	e := Entry{Channel: s.ch.name, Contact: s.contact, Source: s.source, GrantedAt: time.Unix(0, s.granted).UTC(), Kind: Permanent,
-		CallsLeft: int(s.callsLeft), UnansweredStreak: int(s.streak), WaID: s.waID, UserID: s.userID}
-	if s.expires != never {
+func (r *row) entry(channel string) Entry {
+	e := Entry{Channel: channel, Contact: r.contact, Source: r.source, GrantedAt: time.Unix(0, r.granted).UTC(), Kind: Permanent,
+		CallsLeft: int(r.callsLeft), UnansweredStreak: int(r.streak), WaID: r.waID, UserID: r.userID}
+	if r.expires != never {
 		e.Kind = Temporary
-		e.ExpiresAt = time.Unix(0, s.expires).UTC()
+		e.ExpiresAt = time.Unix(0, r.expires).UTC()
 	}
 	e.Unconfirmed = e.Source == SourceInboundCall
 	return e
 }
 
-// item is a btree key: two numbers, then the slot's names as tie-breakers
-// (equal keys would collapse into one item).
-type item struct {
-	k1, k2 int64
-	s      *slot
+// rowKey is a row's place in both orders.
+type rowKey struct {
+	granted, expires int64
+	contact          string
 }
+
+func (r *row) key() rowKey { return rowKey{r.granted, r.expires, r.contact} }
 
 // The comparisons are spelled out rather than built with cmp.Or, which
 // evaluates every argument: comparing the names is the rare case.
-func lessInChannel(a, b item) bool {
-	if a.k1 != b.k1 {
-		return a.k1 < b.k1
+
+// lessExpiry orders by expiry, then most recently granted, then contact.
+func lessExpiry(a, b row) bool {
+	if a.expires != b.expires {
+		return a.expires < b.expires
 	}
-	if a.k2 != b.k2 {
-		return a.k2 < b.k2
+	if a.granted != b.granted {
+		return a.granted > b.granted
 	}
-	return a.s.contact < b.s.contact
+	return a.contact < b.contact
 }
 
-func lessGlobal(a, b item) bool {
-	if a.k1 != b.k1 {
-		return a.k1 < b.k1
+// lessRecent orders by most recently granted, then expiry, then contact.
+func lessRecent(a, b rowKey) bool {
+	if a.granted != b.granted {
+		return a.granted > b.granted
 	}
-	if a.s.ch.name != b.s.ch.name {
-		return a.s.ch.name < b.s.ch.name
+	if a.expires != b.expires {
+		return a.expires < b.expires
 	}
-	return a.s.contact < b.s.contact
+	return a.contact < b.contact
 }
 
-// expiryItem orders by expiry, then most recently granted.
-func expiryItem(s *slot) item { return item{s.expires, -s.granted, s} }
+// pairSlot is what a channel's map knows of a pair: listed (its row's
+// key) or waiting for a wake-up, or both.
+type pairSlot struct {
+	listed           bool
+	granted, expires int64 // of the listed row
+	wake             int64 // unix ns, none for no wake-up
+}
 
-// recentItem orders by most recently granted, then expiry.
-func recentItem(s *slot) item { return item{-s.granted, s.expires, s} }
+// wakeItem is a pair's wake-up in the global order.
+type wakeItem struct {
+	at      int64
+	ch      *channelIndex
+	contact string
+}
+
+func lessWake(a, b wakeItem) bool {
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	if a.ch.name != b.ch.name {
+		return a.ch.name < b.ch.name
+	}
+	return a.contact < b.contact
+}
 
 type channelIndex struct {
 	name     string
-	slots    map[string]*slot // listed or waiting for a wake-up
+	slots    map[string]pairSlot // listed or waiting for a wake-up
 	listed   int
-	byExpiry *btree.BTreeG[item]
-	byRecent *btree.BTreeG[item]
+	byExpiry *btree.BTreeG[row]
+	byRecent *btree.BTreeG[rowKey]
+}
+
+// row returns the listed row of k.
+func (c *channelIndex) row(k rowKey) (row, bool) {
+	return c.byExpiry.Get(row{granted: k.granted, expires: k.expires, contact: k.contact})
 }
 
 type index struct {
 	channels map[string]*channelIndex
-	wakes    *btree.BTreeG[item] // pairs with a wake-up instant, across channels
-	freelist *btree.FreeListG[item]
+	wakes    *btree.BTreeG[wakeItem] // pairs with a wake-up instant, across channels
+	rowFree  *btree.FreeListG[row]
+	keyFree  *btree.FreeListG[rowKey]
 }
 
 func newIndex() *index {
-	fl := btree.NewFreeListG[item](btree.DefaultFreeListSize)
 	return &index{
 		channels: make(map[string]*channelIndex),
-		wakes:    btree.NewWithFreeListG(btreeDegree, lessGlobal, fl),
-		freelist: fl,
+		wakes:    btree.NewG(btreeDegree, lessWake),
+		rowFree:  btree.NewFreeListG[row](btree.DefaultFreeListSize),
+		keyFree:  btree.NewFreeListG[rowKey](btree.DefaultFreeListSize),
 	}
 }
 
@@ -110,9 +135,9 @@ func (x *index) channel(name string, create bool) *channelIndex {
 	if c == nil && create {
 		c = &channelIndex{
 			name:     name,
-			slots:    make(map[string]*slot),
-			byExpiry: btree.NewWithFreeListG(btreeDegree, lessInChannel, x.freelist),
-			byRecent: btree.NewWithFreeListG(btreeDegree, lessInChannel, x.freelist),
+			slots:    make(map[string]pairSlot),
+			byExpiry: btree.NewWithFreeListG(btreeDegree, lessExpiry, x.rowFree),
+			byRecent: btree.NewWithFreeListG(btreeDegree, lessRecent, x.keyFree),
 		}
 		x.channels[name] = c
 	}
@@ -125,43 +150,44 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 	if c == nil {
 		return
 	}
-	s := c.slots[k.Contact]
-	if s != nil {
-		x.unlink(s)
-	} else if ok || wake != none {
-		s = &slot{ch: c, contact: k.Contact}
-		c.slots[k.Contact] = s
-	} else {
+	contact := k.Contact
+	s, known := c.slots[contact]
+	if known {
+		x.unlink(c, contact, s)
+	} else if !ok && wake == none {
 		return
 	}
-	s.listed, s.wake = ok, wake
-	if ok {
-		s.kind, s.source, s.granted, s.expires = l.kind, l.source, l.granted, l.expires
-		s.callsLeft, s.streak = int32(l.callsLeft), int32(l.streak)
-		s.waID, s.userID = sameAs(l.waID, s.contact), sameAs(l.userID, s.contact)
-		c.byExpiry.ReplaceOrInsert(expiryItem(s))
-		c.byRecent.ReplaceOrInsert(recentItem(s))
-		c.listed++
-	}
-	if wake != none {
-		x.wakes.ReplaceOrInsert(item{k1: wake, s: s})
-	}
 	if !ok && wake == none {
-		delete(c.slots, k.Contact)
+		delete(c.slots, contact)
 		if len(c.slots) == 0 {
 			delete(x.channels, k.Channel)
 		}
+		return
 	}
+	s = pairSlot{listed: ok, wake: wake}
+	if ok {
+		s.granted, s.expires = l.granted, l.expires
+		r := row{granted: l.granted, expires: l.expires, contact: contact, source: l.source,
+			waID: sameAs(l.waID, contact), userID: sameAs(l.userID, contact),
+			callsLeft: int32(l.callsLeft), streak: int32(l.streak)}
+		c.byExpiry.ReplaceOrInsert(r)
+		c.byRecent.ReplaceOrInsert(r.key())
+		c.listed++
+	}
+	if wake != none {
+		x.wakes.ReplaceOrInsert(wakeItem{at: wake, ch: c, contact: contact})
+	}
+	c.slots[contact] = s
 }
 
-func (x *index) unlink(s *slot) {
+func (x *index) unlink(c *channelIndex, contact string, s pairSlot) {
 	if s.listed {
-		s.ch.byExpiry.Delete(expiryItem(s))
-		s.ch.byRecent.Delete(recentItem(s))
-		s.ch.listed--
+		c.byExpiry.Delete(row{granted: s.granted, expires: s.expires, contact: contact})
+		c.byRecent.Delete(rowKey{s.granted, s.expires, contact})
+		c.listed--
 	}
 	if s.wake != none {
-		x.wakes.Delete(item{k1: s.wake, s: s})
+		x.wakes.Delete(wakeItem{at: s.wake, ch: c, contact: contact})
 	}
 }
 
@@ -171,17 +197,17 @@ func (x *index) nextWake() (int64, bool) {
 	if !ok {
 		return none, false
 	}
-	return it.k1, true
+	return it.at, true
 }
 
 // due returns up to limit pairs whose wake-up instant is at or before now.
 func (x *index) due(now int64, limit int) []store.Key {
 	out := make([]store.Key, 0, min(limit, x.wakes.Len()))
-	x.wakes.Ascend(func(it item) bool {
-		if it.k1 > now || len(out) >= limit {
+	x.wakes.Ascend(func(it wakeItem) bool {
+		if it.at > now || len(out) >= limit {
 			return false
 		}
-		out = append(out, store.Key{Channel: it.s.ch.name, Contact: it.s.contact})
+		out = append(out, store.Key{Channel: it.ch.name, Contact: it.contact})
 		return true
 	})
 	return out
@@ -194,7 +220,7 @@ func (x *index) size() (entries int) {
 	return entries
 }
 
-// sameAs returns contact's string when id equals it, so that a slot keeps
+// sameAs returns contact's string when id equals it, so that a row keeps
 // one copy of the identifier it is listed under.
 func sameAs(id, contact string) string {
 	if id == contact {

@@ -125,10 +125,12 @@ const slabChunk = 16
 // when a large batch grew it: clearing a map costs as much as its
 // capacity, which never shrinks.
 func emptied[K comparable, V any](m map[K]V) map[K]V {
-	if len(m) > 64 {
+	switch {
+	case len(m) > 64:
 		return nil
+	case len(m) > 0:
+		clear(m)
 	}
-	clear(m)
 	return m
 }
 
@@ -154,8 +156,8 @@ func (w *batchWriter) reset() {
 		w.chanFree = append(w.chanFree, c)
 	}
 	clear(w.chans)
-	for i := range (w.used + slabChunk - 1) / slabChunk {
-		clear(w.slab[i])
+	for i := 0; i < w.used; i += slabChunk {
+		clear(w.slab[i/slabChunk][:min(slabChunk, w.used-i)])
 	}
 	w.used = 0
 	clear(w.order)
