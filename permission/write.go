@@ -56,8 +56,14 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 	err := t.store.Update(wctx, func(tx store.Tx) error {
 		appended = appended[:0]
 		w := batchWriter{t: t, tx: tx, ctx: wctx, pairs: make(map[store.Key]*pending)}
-		return w.write(batch, &appended)
+		if err := w.write(batch, &appended); err != nil {
+			return err
+		}
+		return runHostWrites(wctx, tx, batch)
 	})
+	if err != nil && t.retryWithoutFailedHost(ctx, batch, err) {
+		return
+	}
 	if err != nil {
 		for _, r := range batch {
 			r.changes, r.err = nil, err
