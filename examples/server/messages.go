@@ -139,34 +139,133 @@ func (in *inbox) q(query string) string {
 	return b.String()
 }
 
-// noteChannel records a channel (and its display number when known). It
-// writes only when something is new, since every webhook calls it.
-func (in *inbox) noteChannel(ctx context.Context, channel, display string, now time.Time) error {
+// execer runs a write: the *sql.DB, or the permission tracker's
+// transaction (sqlstore.TxQuerier).
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// inboxRows are the inbox rows one webhook body adds, written together in
+// the transaction that records the body's permission events (see
+// webhooks.go), so they are durable before the 200 and cost no commit of
+// their own.
+type inboxRows struct {
+	channels []channelInfo // channels new to the cache, or with a new display number
+	contacts []contactRow
+	messages []chatMessage
+}
+
+// contactRow is a contact seen in a body, with its profile name if any.
+type contactRow struct {
+	channel, contact, name string
+}
+
+func (r *inboxRows) empty() bool {
+	return len(r.channels) == 0 && len(r.contacts) == 0 && len(r.messages) == 0
+}
+
+// addChannel adds a channel row unless the cache (or r) has it already
+// with that display number: every webhook names its channel.
+func (in *inbox) addChannel(r *inboxRows, channel, display string) {
 	in.mu.RLock()
 	old, known := in.channels[channel]
 	in.mu.RUnlock()
 	if known && (display == "" || display == old) {
+		return
+	}
+	for i, c := range r.channels {
+		if c.Channel == channel {
+			if display != "" {
+				r.channels[i].Display = display
+			}
+			return
+		}
+	}
+	r.channels = append(r.channels, channelInfo{Channel: channel, Display: display})
+}
+
+// addContact adds a contact row; a contact seen twice in a body keeps one
+// row, with the name if either had one.
+func (r *inboxRows) addContact(channel, contact, name string) {
+	for i, c := range r.contacts {
+		if c.channel == channel && c.contact == contact {
+			if name != "" {
+				r.contacts[i].name = name
+			}
+			return
+		}
+	}
+	r.contacts = append(r.contacts, contactRow{channel, contact, name})
+}
+
+// write writes r through q, in one transaction of the caller's.
+func (in *inbox) write(ctx context.Context, q execer, r *inboxRows, now time.Time) error {
+	for _, c := range r.channels {
+		if err := in.execChannel(ctx, q, c.Channel, c.Display, now); err != nil {
+			return err
+		}
+	}
+	for _, c := range r.contacts {
+		if err := in.execContact(ctx, q, c.channel, c.contact, c.name, now); err != nil {
+			return err
+		}
+	}
+	for _, m := range r.messages {
+		if err := in.execMessage(ctx, q, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// committed updates the channel cache once r's transaction committed.
+func (in *inbox) committed(r *inboxRows) {
+	if len(r.channels) == 0 {
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, c := range r.channels {
+		if old, known := in.channels[c.Channel]; !known || c.Display != "" && c.Display != old {
+			in.channels[c.Channel] = c.Display
+		}
+	}
+}
+
+// noteChannel records a channel (and its display number when known). It
+// writes only when something is new, since every webhook calls it.
+func (in *inbox) noteChannel(ctx context.Context, channel, display string, now time.Time) error {
+	var r inboxRows
+	in.addChannel(&r, channel, display)
+	if r.empty() {
 		return nil
 	}
-	_, err := in.db.ExecContext(ctx, in.q(`INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES (?, ?, ?)
+	if err := in.write(ctx, in.db, &r, now); err != nil {
+		return err
+	}
+	in.committed(&r)
+	return nil
+}
+
+func (in *inbox) execChannel(ctx context.Context, q execer, channel, display string, now time.Time) error {
+	_, err := q.ExecContext(ctx, in.q(`INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES (?, ?, ?)
 		ON CONFLICT (channel) DO UPDATE SET
 			display_phone_number = CASE WHEN excluded.display_phone_number <> '' THEN excluded.display_phone_number ELSE server_channels.display_phone_number END,
 			seen_at = excluded.seen_at`), channel, display, now.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("inbox: saving channel: %w", err)
 	}
-	in.mu.Lock()
-	if display != "" || !known {
-		in.channels[channel] = display
-	}
-	in.mu.Unlock()
 	return nil
 }
 
 // noteContact records that a contact exists on a channel, with its profile
 // name when the webhook carried one (an empty name never erases a known one).
 func (in *inbox) noteContact(ctx context.Context, channel, contact, name string, now time.Time) error {
-	_, err := in.db.ExecContext(ctx, in.q(`INSERT INTO server_contacts (channel, contact, name, seen_at) VALUES (?, ?, ?, ?)
+	return in.execContact(ctx, in.db, channel, contact, name, now)
+}
+
+func (in *inbox) execContact(ctx context.Context, q execer, channel, contact, name string, now time.Time) error {
+	_, err := q.ExecContext(ctx, in.q(`INSERT INTO server_contacts (channel, contact, name, seen_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (channel, contact) DO UPDATE SET
 			name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE server_contacts.name END,
 			seen_at = excluded.seen_at`), channel, contact, name, now.UnixMilli())
@@ -178,7 +277,11 @@ func (in *inbox) noteContact(ctx context.Context, channel, contact, name string,
 
 // addMessage stores one chat line; a redelivered webhook adds nothing.
 func (in *inbox) addMessage(ctx context.Context, m chatMessage) error {
-	_, err := in.db.ExecContext(ctx, in.q(`INSERT INTO server_messages (channel, id, contact, direction, type, body, at_ms)
+	return in.execMessage(ctx, in.db, m)
+}
+
+func (in *inbox) execMessage(ctx context.Context, q execer, m chatMessage) error {
+	_, err := q.ExecContext(ctx, in.q(`INSERT INTO server_messages (channel, id, contact, direction, type, body, at_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, id) DO NOTHING`),
 		m.Channel, m.ID, m.Contact, m.Direction, m.Type, m.Body, m.At.UnixMilli())
 	if err != nil {
