@@ -22,6 +22,8 @@ type inbox struct {
 
 	mu       sync.RWMutex
 	channels map[string]string // channel id → display phone number, mirrors server_channels
+
+	prepared stmtCache // SQLite: the webhook rows' statements, per transaction
 }
 
 // chatMessage is one line of a contact's chat history.
@@ -198,8 +200,62 @@ func (r *inboxRows) addContact(channel, contact, name string) {
 	r.contacts = append(r.contacts, contactRow{channel, contact, name})
 }
 
+// preparer is an execer that prepares statements for its transaction
+// (sqlstore.Querier).
+type preparer interface {
+	execer
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+// stmtCache keeps the inbox's statements prepared on one transaction, so
+// the rows of a group-committed batch of webhooks (written one webhook
+// after another in that transaction) parse each statement once. SQLite
+// only: pgx caches prepared statements itself.
+type stmtCache struct {
+	mu    sync.Mutex
+	q     preparer
+	stmts map[string]*sql.Stmt
+}
+
+// execer returns an execer that runs q's statements prepared once per
+// transaction.
+func (c *stmtCache) on(q preparer) execer { return cachedExec{c, q} }
+
+type cachedExec struct {
+	c *stmtCache
+	q preparer
+}
+
+func (x cachedExec) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	c := x.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.q != x.q {
+		// A new transaction: the statements of the last one are done.
+		for _, st := range c.stmts {
+			_ = st.Close()
+		}
+		c.q, c.stmts = x.q, make(map[string]*sql.Stmt)
+	}
+	st := c.stmts[query]
+	if st == nil {
+		var err error
+		if st, err = x.q.PrepareContext(ctx, query); err != nil {
+			return nil, err
+		}
+		c.stmts[query] = st
+	}
+	return st.ExecContext(ctx, args...)
+}
+
 // write writes r through q, in one transaction of the caller's.
 func (in *inbox) write(ctx context.Context, q execer, r *inboxRows, now time.Time) error {
+	if in.postgres {
+		return in.writePostgres(ctx, q, r, now)
+	}
+	if p, ok := q.(preparer); ok {
+		q = in.prepared.on(p)
+	}
 	for _, c := range r.channels {
 		if err := in.execChannel(ctx, q, c.Channel, c.Display, now); err != nil {
 			return err
@@ -214,6 +270,72 @@ func (in *inbox) write(ctx context.Context, q execer, r *inboxRows, now time.Tim
 		if err := in.execMessage(ctx, q, m); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// writePostgres writes r in one statement (one round trip): a
+// data-modifying WITH of one multi-row INSERT per table.
+func (in *inbox) writePostgres(ctx context.Context, q execer, r *inboxRows, now time.Time) error {
+	if r.empty() {
+		return nil
+	}
+	var b strings.Builder
+	var args []any
+	values := func(rows int, row func(i int) []any) {
+		for i := range rows {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteByte('(')
+			for j, a := range row(i) {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				args = append(args, a)
+				b.WriteString("$" + strconv.Itoa(len(args)))
+			}
+			b.WriteByte(')')
+		}
+	}
+	b.WriteString("WITH ")
+	parts := 0
+	part := func(name string) {
+		if parts > 0 {
+			b.WriteString(", ")
+		}
+		parts++
+		b.WriteString(name + " AS (")
+	}
+	ms := now.UnixMilli()
+	if len(r.channels) > 0 {
+		part("ch")
+		b.WriteString(`INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES `)
+		values(len(r.channels), func(i int) []any { return []any{r.channels[i].Channel, r.channels[i].Display, ms} })
+		b.WriteString(` ON CONFLICT (channel) DO UPDATE SET
+			display_phone_number = CASE WHEN excluded.display_phone_number <> '' THEN excluded.display_phone_number ELSE server_channels.display_phone_number END,
+			seen_at = excluded.seen_at)`)
+	}
+	if len(r.contacts) > 0 {
+		part("co")
+		b.WriteString(`INSERT INTO server_contacts (channel, contact, name, seen_at) VALUES `)
+		values(len(r.contacts), func(i int) []any { c := r.contacts[i]; return []any{c.channel, c.contact, c.name, ms} })
+		b.WriteString(` ON CONFLICT (channel, contact) DO UPDATE SET
+			name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE server_contacts.name END,
+			seen_at = excluded.seen_at)`)
+	}
+	if len(r.messages) > 0 {
+		part("me")
+		b.WriteString(`INSERT INTO server_messages (channel, id, contact, direction, type, body, at_ms) VALUES `)
+		values(len(r.messages), func(i int) []any {
+			m := r.messages[i]
+			return []any{m.Channel, m.ID, m.Contact, m.Direction, m.Type, m.Body, m.At.UnixMilli()}
+		})
+		b.WriteString(` ON CONFLICT (channel, id) DO NOTHING)`)
+	}
+	b.WriteString(" SELECT 1")
+	if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("inbox: saving a webhook's rows: %w", err)
 	}
 	return nil
 }

@@ -13,6 +13,9 @@ type Querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	// PrepareContext prepares a statement for this transaction only: a
+	// host that writes many rows of one shape in a batch parses it once.
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
 // TxQuerier returns the database transaction beneath stx, a store.Tx of a
@@ -31,5 +34,6 @@ func TxQuerier(stx store.Tx) (Querier, bool) {
 	if !ok {
 		return nil, false
 	}
-	return t.q, true
+	q, ok := t.q.(Querier) // *sql.Tx or *sql.Conn: both are
+	return q, ok
 }

@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -54,6 +55,7 @@ type options struct {
 	fixtures string
 	work     string
 	keep     bool
+	profile  string
 	pgDSN    string
 }
 
@@ -70,6 +72,7 @@ func main() {
 	flag.StringVar(&o.fixtures, "fixtures", "../webhook/testdata/fixtures", "loadgen's fixture directory")
 	flag.StringVar(&o.work, "work", "", "directory for binaries, databases and logs (default: a temporary one, removed)")
 	flag.BoolVar(&o.keep, "keep", false, "keep -work's temporary directory")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write the server's CPU profile of each store's run to this directory (server-<store>.pprof)")
 	flag.Parse()
 	o.pgDSN = os.Getenv("CALLREADY_TEST_POSTGRES")
 	if err := run(context.Background(), o, os.Stdout); err != nil {
@@ -141,6 +144,11 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		switch st {
 		case "sqlite":
 			dsn = filepath.Join(work, "bench.db")
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				if err := os.Remove(dsn + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+			}
 			cleanup = func() {}
 		case "postgres":
 			if o.pgDSN == "" {
@@ -207,7 +215,11 @@ func runOne(ctx context.Context, o options, store, dsn, work, serverBin, loadgen
 		return res, err
 	}
 	defer logf.Close()
-	srv := exec.Command(serverBin, "-addr", addr, "-db", dsn)
+	srvArgs := []string{"-addr", addr, "-db", dsn}
+	if o.profile != "" {
+		srvArgs = append(srvArgs, "-cpuprofile", filepath.Join(o.profile, "server-"+store+".pprof"))
+	}
+	srv := exec.Command(serverBin, srvArgs...)
 	srv.Env = append(os.Environ(),
 		"CALLREADY_APP_SECRET="+secret, "CALLREADY_VERIFY_TOKEN=serverbench-verify",
 		"CALLREADY_API_TOKEN=serverbench-api-token-0123456789")
