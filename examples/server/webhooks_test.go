@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/callready/callready/permission"
 	"github.com/callready/callready/webhook/webhooktest"
 )
 
@@ -145,4 +146,33 @@ func TestBatchBodyRows(t *testing.T) {
 		assert.Equal(t, "Amina Yusuf: permission in Yes please call me after 5pm", historyOf(t, e, chA, "2348031234567"))
 		assert.Equal(t, "Amina Yusuf: in Hello from the other line", historyOf(t, e, chB, "2348031234567"))
 	})
+}
+
+// When the tracker refuses a body's events as invalid (the handler then
+// records them one by one), the body's own rows are written at once: they
+// must not wait for an event the tracker may refuse again.
+func TestRecorderRefusedEventsKeepTheBodyRows(t *testing.T) {
+	e := newTestEnv(t, t0)
+	ctx := context.Background()
+	rows := &inboxRows{}
+	e.s.inbox.addChannel(rows, chA.id, chA.display)
+	rows.addContact(chA.id, "16505551234", "Sheena Nelson")
+	rows.messages = append(rows.messages, chatMessage{
+		ID: "wamid.kept", Channel: chA.id, Contact: "16505551234", Direction: "in", Type: "text", Body: "kept", At: t0.Add(-time.Minute),
+	})
+	br := &bodyRows{rows: rows}
+	bctx := context.WithValue(ctx, bodyKey{}, br)
+	// No contact: the tracker refuses it.
+	_, err := recorder{e.s}.Record(bctx, permission.Event{Type: permission.EventGrant, Channel: chA.id, At: t0, ID: "wamid.bad"})
+	require.ErrorIs(t, err, permission.ErrInvalidEvent)
+	require.Nil(t, br.rows, "written")
+	assert.Equal(t, "Sheena Nelson: in kept", historyOf(t, e, chA, "16505551234"))
+	assert.True(t, e.s.inbox.knownChannel(ctx, chA.id))
+
+	// A later event of the body carries only its own permission line.
+	_, err = recorder{e.s}.Record(bctx, permission.Event{
+		Type: permission.EventGrant, Channel: chA.id, Contact: "16505551234", At: t0, ID: "wamid.good", Permanent: true,
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "Sheena Nelson: in kept permission", historyOf(t, e, chA, "16505551234"))
 }
