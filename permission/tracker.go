@@ -235,12 +235,17 @@ func (t *Tracker) Revision() int64 {
 // invalid, Record returns an error wrapping ErrInvalidEvent and records
 // nothing. When Record returns nil the events are durable in the store.
 func (t *Tracker) Record(ctx context.Context, events ...Event) ([]Change, error) {
+	return t.record(ctx, nil, events)
+}
+
+// record is Record and RecordWith.
+func (t *Tracker) record(ctx context.Context, host HostWrite, events []Event) ([]Change, error) {
 	if !t.enter() {
 		return nil, ErrClosed
 	}
 	defer t.inflight.Done()
 	now := t.clock.Now().UTC()
-	r := &request{now: now, done: make(chan struct{})}
+	r := &request{now: now, host: host, done: make(chan struct{})}
 	if len(events) == 1 {
 		r.events = r.one[:]
 	} else {
@@ -256,7 +261,7 @@ func (t *Tracker) Record(ctx context.Context, events ...Event) ([]Change, error)
 		}
 		r.events[i] = ledgerEvent(v, t.cfg.TTL, now)
 	}
-	if len(events) == 0 {
+	if len(events) == 0 && host == nil {
 		return nil, nil
 	}
 	also, err := t.pairsUnderSettings(ctx, r.events, now)
@@ -491,12 +496,19 @@ type request struct {
 	one     [1]store.LedgerEvent // events' array when there is one
 	also    []store.Key          // pairs a callback setting in events may change
 	wake    []store.Key          // pairs whose wake-up instant is due
+	host    HostWrite            // RecordWith's write, run in the batch's transaction
 	changes []Change
 	err     error
 	done    chan struct{}
 }
 
-func (r *request) size() int { return len(r.events) + len(r.also) + len(r.wake) }
+func (r *request) size() int {
+	n := len(r.events) + len(r.also) + len(r.wake)
+	if r.host != nil {
+		n++ // a host write counts as one item of the batch
+	}
+	return n
+}
 
 // submit queues r and waits until a committer (possibly this goroutine)
 // has written it.

@@ -57,8 +57,14 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 	err := t.store.Update(wctx, func(tx store.Tx) error {
 		w.reset() // Update may run fn again
 		w.t, w.tx, w.ctx = t, tx, wctx
-		return w.write(batch, &w.appended)
+		if err := w.write(batch, &w.appended); err != nil {
+			return err
+		}
+		return runHostWrites(wctx, tx, batch)
 	})
+	if err != nil && t.retryWithoutFailedHost(ctx, batch, err) {
+		return
+	}
 	appended := w.appended
 	if err != nil {
 		for _, r := range batch {

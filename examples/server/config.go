@@ -39,6 +39,9 @@ type config struct {
 	// call permission request, timestamped now) with AppSecret, post it to
 	// the server at Addr and exit.
 	SendTestWebhook bool
+	// CPUProfile, when set, writes a CPU profile of the whole run to this
+	// file (for the ingest benchmark, bench/cmd/serverbench). Empty: none.
+	CPUProfile string
 
 	// Which secrets were generated because they were unset, so main can
 	// print them once.
@@ -83,6 +86,7 @@ func parseConfig(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.TokenFile, "token-file", getenv("CALLREADY_API_TOKEN_FILE"), "file keeping the API token across restarts, created when missing (env CALLREADY_API_TOKEN_FILE)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", getenv("CALLREADY_METRICS_ADDR"), "serve /metrics here without a token; empty: on -addr, behind the API token (env CALLREADY_METRICS_ADDR)")
 	fs.StringVar(&c.DialURL, "dial-url", env("CALLREADY_DIAL_URL", defaultDial), "link the Call action opens: {phone}, {contact}, {channel} (env CALLREADY_DIAL_URL)")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.BoolVar(&c.SendTestWebhook, "send-test-webhook", false, "sign a test webhook with CALLREADY_APP_SECRET, post it to the server at -addr, and exit")
 	demoDefault := false
 	switch strings.ToLower(getenv("CALLREADY_DEMO")) {

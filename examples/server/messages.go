@@ -22,6 +22,8 @@ type inbox struct {
 
 	mu       sync.RWMutex
 	channels map[string]string // channel id → display phone number, mirrors server_channels
+
+	prepared stmtCache // SQLite: the webhook rows' statements, per transaction
 }
 
 // chatMessage is one line of a contact's chat history.
@@ -139,34 +141,253 @@ func (in *inbox) q(query string) string {
 	return b.String()
 }
 
-// noteChannel records a channel (and its display number when known). It
-// writes only when something is new, since every webhook calls it.
-func (in *inbox) noteChannel(ctx context.Context, channel, display string, now time.Time) error {
+// execer runs a write: the *sql.DB, or the permission tracker's
+// transaction (sqlstore.TxQuerier).
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// inboxRows are the inbox rows one webhook body adds, written together in
+// the transaction that records the body's permission events (see
+// webhooks.go), so they are durable before the 200 and cost no commit of
+// their own.
+type inboxRows struct {
+	channels []channelInfo // channels new to the cache, or with a new display number
+	contacts []contactRow
+	messages []chatMessage
+}
+
+// contactRow is a contact seen in a body, with its profile name if any.
+type contactRow struct {
+	channel, contact, name string
+}
+
+func (r *inboxRows) empty() bool {
+	return len(r.channels) == 0 && len(r.contacts) == 0 && len(r.messages) == 0
+}
+
+// addChannel adds a channel row unless the cache (or r) has it already
+// with that display number: every webhook names its channel.
+func (in *inbox) addChannel(r *inboxRows, channel, display string) {
 	in.mu.RLock()
 	old, known := in.channels[channel]
 	in.mu.RUnlock()
 	if known && (display == "" || display == old) {
+		return
+	}
+	for i, c := range r.channels {
+		if c.Channel == channel {
+			if display != "" {
+				r.channels[i].Display = display
+			}
+			return
+		}
+	}
+	r.channels = append(r.channels, channelInfo{Channel: channel, Display: display})
+}
+
+// addContact adds a contact row; a contact seen twice in a body keeps one
+// row, with the name if either had one.
+func (r *inboxRows) addContact(channel, contact, name string) {
+	for i, c := range r.contacts {
+		if c.channel == channel && c.contact == contact {
+			if name != "" {
+				r.contacts[i].name = name
+			}
+			return
+		}
+	}
+	r.contacts = append(r.contacts, contactRow{channel, contact, name})
+}
+
+// preparer is an execer that prepares statements for its transaction
+// (sqlstore.Querier).
+type preparer interface {
+	execer
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+// stmtCache keeps the inbox's statements prepared on one transaction, so
+// the rows of a group-committed batch of webhooks (written one webhook
+// after another in that transaction) parse each statement once. SQLite
+// only: pgx caches prepared statements itself.
+type stmtCache struct {
+	mu    sync.Mutex
+	q     preparer
+	stmts map[string]*sql.Stmt
+}
+
+// execer returns an execer that runs q's statements prepared once per
+// transaction.
+func (c *stmtCache) on(q preparer) execer { return cachedExec{c, q} }
+
+type cachedExec struct {
+	c *stmtCache
+	q preparer
+}
+
+func (x cachedExec) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	c := x.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.q != x.q {
+		// A new transaction: the statements of the last one are done.
+		for _, st := range c.stmts {
+			_ = st.Close()
+		}
+		c.q, c.stmts = x.q, make(map[string]*sql.Stmt)
+	}
+	st := c.stmts[query]
+	if st == nil {
+		var err error
+		if st, err = x.q.PrepareContext(ctx, query); err != nil {
+			return nil, err
+		}
+		c.stmts[query] = st
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// write writes r through q, in one transaction of the caller's.
+func (in *inbox) write(ctx context.Context, q execer, r *inboxRows, now time.Time) error {
+	if in.postgres {
+		return in.writePostgres(ctx, q, r, now)
+	}
+	if p, ok := q.(preparer); ok {
+		q = in.prepared.on(p)
+	}
+	for _, c := range r.channels {
+		if err := in.execChannel(ctx, q, c.Channel, c.Display, now); err != nil {
+			return err
+		}
+	}
+	for _, c := range r.contacts {
+		if err := in.execContact(ctx, q, c.channel, c.contact, c.name, now); err != nil {
+			return err
+		}
+	}
+	for _, m := range r.messages {
+		if err := in.execMessage(ctx, q, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writePostgres writes r in one statement (one round trip): a
+// data-modifying WITH of one multi-row INSERT per table.
+func (in *inbox) writePostgres(ctx context.Context, q execer, r *inboxRows, now time.Time) error {
+	if r.empty() {
 		return nil
 	}
-	_, err := in.db.ExecContext(ctx, in.q(`INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES (?, ?, ?)
+	var b strings.Builder
+	var args []any
+	values := func(rows int, row func(i int) []any) {
+		for i := range rows {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteByte('(')
+			for j, a := range row(i) {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				args = append(args, a)
+				b.WriteString("$" + strconv.Itoa(len(args)))
+			}
+			b.WriteByte(')')
+		}
+	}
+	b.WriteString("WITH ")
+	parts := 0
+	part := func(name string) {
+		if parts > 0 {
+			b.WriteString(", ")
+		}
+		parts++
+		b.WriteString(name + " AS (")
+	}
+	ms := now.UnixMilli()
+	if len(r.channels) > 0 {
+		part("ch")
+		b.WriteString(`INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES `)
+		values(len(r.channels), func(i int) []any { return []any{r.channels[i].Channel, r.channels[i].Display, ms} })
+		b.WriteString(` ON CONFLICT (channel) DO UPDATE SET
+			display_phone_number = CASE WHEN excluded.display_phone_number <> '' THEN excluded.display_phone_number ELSE server_channels.display_phone_number END,
+			seen_at = excluded.seen_at)`)
+	}
+	if len(r.contacts) > 0 {
+		part("co")
+		b.WriteString(`INSERT INTO server_contacts (channel, contact, name, seen_at) VALUES `)
+		values(len(r.contacts), func(i int) []any { c := r.contacts[i]; return []any{c.channel, c.contact, c.name, ms} })
+		b.WriteString(` ON CONFLICT (channel, contact) DO UPDATE SET
+			name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE server_contacts.name END,
+			seen_at = excluded.seen_at)`)
+	}
+	if len(r.messages) > 0 {
+		part("me")
+		b.WriteString(`INSERT INTO server_messages (channel, id, contact, direction, type, body, at_ms) VALUES `)
+		values(len(r.messages), func(i int) []any {
+			m := r.messages[i]
+			return []any{m.Channel, m.ID, m.Contact, m.Direction, m.Type, m.Body, m.At.UnixMilli()}
+		})
+		b.WriteString(` ON CONFLICT (channel, id) DO NOTHING)`)
+	}
+	b.WriteString(" SELECT 1")
+	if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("inbox: saving a webhook's rows: %w", err)
+	}
+	return nil
+}
+
+// committed updates the channel cache once r's transaction committed.
+func (in *inbox) committed(r *inboxRows) {
+	if len(r.channels) == 0 {
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, c := range r.channels {
+		if old, known := in.channels[c.Channel]; !known || c.Display != "" && c.Display != old {
+			in.channels[c.Channel] = c.Display
+		}
+	}
+}
+
+// noteChannel records a channel (and its display number when known). It
+// writes only when something is new, since every webhook calls it.
+func (in *inbox) noteChannel(ctx context.Context, channel, display string, now time.Time) error {
+	var r inboxRows
+	in.addChannel(&r, channel, display)
+	if r.empty() {
+		return nil
+	}
+	if err := in.write(ctx, in.db, &r, now); err != nil {
+		return err
+	}
+	in.committed(&r)
+	return nil
+}
+
+func (in *inbox) execChannel(ctx context.Context, q execer, channel, display string, now time.Time) error {
+	_, err := q.ExecContext(ctx, in.q(`INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES (?, ?, ?)
 		ON CONFLICT (channel) DO UPDATE SET
 			display_phone_number = CASE WHEN excluded.display_phone_number <> '' THEN excluded.display_phone_number ELSE server_channels.display_phone_number END,
 			seen_at = excluded.seen_at`), channel, display, now.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("inbox: saving channel: %w", err)
 	}
-	in.mu.Lock()
-	if display != "" || !known {
-		in.channels[channel] = display
-	}
-	in.mu.Unlock()
 	return nil
 }
 
 // noteContact records that a contact exists on a channel, with its profile
 // name when the webhook carried one (an empty name never erases a known one).
 func (in *inbox) noteContact(ctx context.Context, channel, contact, name string, now time.Time) error {
-	_, err := in.db.ExecContext(ctx, in.q(`INSERT INTO server_contacts (channel, contact, name, seen_at) VALUES (?, ?, ?, ?)
+	return in.execContact(ctx, in.db, channel, contact, name, now)
+}
+
+func (in *inbox) execContact(ctx context.Context, q execer, channel, contact, name string, now time.Time) error {
+	_, err := q.ExecContext(ctx, in.q(`INSERT INTO server_contacts (channel, contact, name, seen_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (channel, contact) DO UPDATE SET
 			name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE server_contacts.name END,
 			seen_at = excluded.seen_at`), channel, contact, name, now.UnixMilli())
@@ -178,7 +399,11 @@ func (in *inbox) noteContact(ctx context.Context, channel, contact, name string,
 
 // addMessage stores one chat line; a redelivered webhook adds nothing.
 func (in *inbox) addMessage(ctx context.Context, m chatMessage) error {
-	_, err := in.db.ExecContext(ctx, in.q(`INSERT INTO server_messages (channel, id, contact, direction, type, body, at_ms)
+	return in.execMessage(ctx, in.db, m)
+}
+
+func (in *inbox) execMessage(ctx context.Context, q execer, m chatMessage) error {
+	_, err := q.ExecContext(ctx, in.q(`INSERT INTO server_messages (channel, id, contact, direction, type, body, at_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, id) DO NOTHING`),
 		m.Channel, m.ID, m.Contact, m.Direction, m.Type, m.Body, m.At.UnixMilli())
 	if err != nil {

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/callready/callready/permission"
+	"github.com/callready/callready/store"
+	sqlstore "github.com/callready/callready/store/sql"
 	"github.com/callready/callready/webhook"
 )
 
@@ -17,7 +21,11 @@ const maxWebhookBody = webhook.DefaultMaxBodyBytes
 
 // newWebhookHandler builds /webhook: the library's handler records the
 // permission events; the server keeps channels, names and the chat history
-// around it.
+// around it. Every inbox row of a body is written in the tracker's
+// transaction (permission.Tracker.RecordWith): with the body's events when
+// it has some, else in a group commit of their own, so the rows are
+// durable before the 200 and each group-committed batch of webhooks costs
+// one commit, not one per row.
 func newWebhookHandler(s *server) (http.Handler, error) {
 	h, err := webhook.New(webhook.Config{
 		AppSecret:    s.opts.AppSecret,
@@ -26,8 +34,6 @@ func newWebhookHandler(s *server) (http.Handler, error) {
 		Quarantine:   s.quarantine,
 		Clock:        s.clock,
 		OnBatch:      s.learn,
-		OnMessage:    s.onMessage,
-		OnCall:       s.onCall,
 		MaxBodyBytes: maxWebhookBody,
 		Logger:       s.opts.WebhookLogger,
 	})
@@ -36,64 +42,127 @@ func newWebhookHandler(s *server) (http.Handler, error) {
 	}
 	s.metrics.webhookStats = h.Stats
 	s.metrics.reg.MustRegister(newQuarantineMetrics(s, h.Stats))
-	return h, nil
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The body's rows travel from OnBatch to the Recorder in the
+		// request's context.
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), bodyKey{}, &bodyRows{})))
+	}), nil
 }
 
-// learn notes the channels (with their display numbers) and the contacts'
-// profile names of a verified body before its events are recorded, so a
-// new contact's "granted" event never reaches the page without a name.
+// bodyKey is the context key of a request's *bodyRows.
+type bodyKey struct{}
+
+// bodyRows carries the inbox rows learn found in a body to the Record
+// call that writes them with the body's events.
+type bodyRows struct {
+	rows *inboxRows // nil once written
+}
+
+// learn notes the channels (with their display numbers), the contacts'
+// profile names, the messages and the call lines of a verified body. A
+// body with permission events leaves them for the Recorder, which writes
+// them in the events' transaction, so a new contact's "granted" event
+// never reaches the page without a name; any other body writes them now.
 func (s *server) learn(ctx context.Context, b webhook.Batch) error {
 	now := s.clock.Now()
+	rows := &inboxRows{}
 	for _, c := range b.Channels {
-		if err := s.inbox.noteChannel(ctx, c.ID, c.DisplayPhoneNumber, now); err != nil {
-			return err
-		}
+		s.inbox.addChannel(rows, c.ID, c.DisplayPhoneNumber)
 	}
 	for _, c := range b.Contacts {
-		if err := s.inbox.noteContact(ctx, c.Channel, c.Contact.Key(), c.Contact.Name, now); err != nil {
-			return err
-		}
+		rows.addContact(c.Channel, c.Contact.Key(), c.Contact.Name)
 	}
+	for _, m := range b.Messages {
+		messageRows(rows, m, now)
+	}
+	for _, c := range b.Calls {
+		callRows(rows, c, now)
+	}
+	if br, ok := ctx.Value(bodyKey{}).(*bodyRows); ok && len(b.Events) > 0 {
+		br.rows = rows
+		return nil
+	}
+	return s.writeInbox(ctx, rows, now)
+}
+
+// writeInbox writes rows in the tracker's next group commit, with no
+// events of their own.
+func (s *server) writeInbox(ctx context.Context, rows *inboxRows, now time.Time) error {
+	if rows.empty() {
+		return nil
+	}
+	if _, err := s.tracker.RecordWith(ctx, s.inboxWrite(rows, now)); err != nil {
+		return err
+	}
+	s.inbox.committed(rows)
 	return nil
 }
 
-// recorder is the tracker as the webhook handler's Recorder, adding the
-// permission replies to the chat history once they are recorded, so an
-// agent reads "accepted calls" in the conversation where it happened.
+// inboxWrite writes rows in the tracker's transaction.
+func (s *server) inboxWrite(rows *inboxRows, now time.Time) permission.HostWrite {
+	if rows.empty() {
+		return nil
+	}
+	return func(ctx context.Context, tx store.Tx) error {
+		q, ok := sqlstore.TxQuerier(tx)
+		if !ok {
+			return errors.New("inbox: the permission store is not a SQL store")
+		}
+		return s.inbox.write(ctx, q, rows, now)
+	}
+}
+
+// recorder is the tracker as the webhook handler's Recorder. It records
+// the events with the body's inbox rows and a chat line for each
+// permission reply, so an agent reads "accepted calls" in the conversation
+// where it happened, all in one transaction.
 type recorder struct{ s *server }
 
 func (r recorder) Record(ctx context.Context, events ...permission.Event) ([]permission.Change, error) {
-	changes, err := r.s.tracker.Record(ctx, events...)
-	if err != nil {
-		return changes, err
+	s := r.s
+	now := s.clock.Now()
+	rows := &inboxRows{}
+	br, _ := ctx.Value(bodyKey{}).(*bodyRows)
+	if br != nil && br.rows != nil {
+		*rows = inboxRows{
+			channels: slices.Clone(br.rows.channels),
+			contacts: slices.Clone(br.rows.contacts),
+			messages: slices.Clone(br.rows.messages),
+		}
 	}
-	now := r.s.clock.Now()
 	for _, e := range events {
 		body, ok := describeEvent(e)
 		if !ok {
 			continue
 		}
-		if err := r.s.inbox.noteChannel(ctx, e.Channel, "", now); err != nil {
-			return nil, err
-		}
-		if err := r.s.inbox.noteContact(ctx, e.Channel, e.Contact, "", now); err != nil {
-			return nil, err
-		}
+		s.inbox.addChannel(rows, e.Channel, "")
+		rows.addContact(e.Channel, e.Contact, "")
 		id := e.ID
 		if id == "" { // profile changes and automatic revokes carry no id
 			id = fmt.Sprintf("%s@%d", e.Type, e.At.UnixMilli())
 		}
-		err := r.s.inbox.addMessage(ctx, chatMessage{
+		rows.messages = append(rows.messages, chatMessage{
 			ID: "permission:" + id, Channel: e.Channel, Contact: e.Contact,
 			Direction: "event", Type: "permission", Body: body, At: e.At,
 		})
-		if err != nil {
-			// The events are recorded; failing makes Meta re-deliver, which
-			// records nothing twice and retries this line.
-			return nil, err
-		}
 	}
-	return changes, nil
+	changes, err := s.tracker.RecordWith(ctx, s.inboxWrite(rows, now), events...)
+	switch {
+	case err == nil:
+		s.inbox.committed(rows)
+		if br != nil {
+			br.rows = nil
+		}
+		return changes, nil
+	case errors.Is(err, permission.ErrInvalidEvent) && br != nil && br.rows != nil:
+		// The handler records the events one by one next, and may refuse
+		// them all: the body's own rows go now.
+		if werr := s.writeInbox(ctx, br.rows, now); werr != nil {
+			return nil, werr
+		}
+		br.rows = nil
+	}
+	return nil, err
 }
 
 // describeEvent words a permission reply for the chat history. Call events
@@ -130,16 +199,13 @@ func describeEvent(e permission.Event) (string, bool) {
 	return "", false
 }
 
-// onMessage stores an incoming message in the chat history.
-func (s *server) onMessage(ctx context.Context, m webhook.Message) error {
+// messageRows adds an incoming message to the chat history.
+func messageRows(rows *inboxRows, m webhook.Message, now time.Time) {
 	key := m.Contact.Key()
 	if key == "" || m.ID == "" {
-		return nil // not attributable: nothing to show
+		return // not attributable: nothing to show
 	}
-	now := s.clock.Now()
-	if err := s.inbox.noteContact(ctx, m.Channel, key, m.Contact.Name, now); err != nil {
-		return err
-	}
+	rows.addContact(m.Channel, key, m.Contact.Name)
 	body := m.Text
 	if m.Type != "text" || body == "" {
 		body = "[" + m.Type + " message]"
@@ -148,17 +214,17 @@ func (s *server) onMessage(ctx context.Context, m webhook.Message) error {
 	if at.IsZero() {
 		at = now
 	}
-	return s.inbox.addMessage(ctx, chatMessage{
+	rows.messages = append(rows.messages, chatMessage{
 		ID: m.ID, Channel: m.Channel, Contact: key, Direction: "in", Type: m.Type, Body: body, At: at,
 	})
 }
 
-// onCall adds a line for each call that ended (and each business call the
-// user rejected) to the chat history.
-func (s *server) onCall(ctx context.Context, c webhook.Call) error {
+// callRows adds a line for a call that ended (or a business call the user
+// rejected) to the chat history.
+func callRows(rows *inboxRows, c webhook.Call, now time.Time) {
 	key := c.Contact.Key()
 	if key == "" || c.ID == "" {
-		return nil
+		return
 	}
 	inbound := strings.EqualFold(c.Direction, "USER_INITIATED")
 	var body string
@@ -174,20 +240,18 @@ func (s *server) onCall(ctx context.Context, c webhook.Call) error {
 	case c.Event == "status" && strings.EqualFold(c.Status, "REJECTED"):
 		body = "Rejected a business call"
 	default:
-		return nil // connects and ringing: the terminate tells the outcome
+		return // connects and ringing: the terminate tells the outcome
 	}
 	at := c.Timestamp
 	if at.IsZero() {
-		at = s.clock.Now()
+		at = now
 	}
-	if err := s.inbox.noteContact(ctx, c.Channel, key, c.Contact.Name, s.clock.Now()); err != nil {
-		return err
-	}
+	rows.addContact(c.Channel, key, c.Contact.Name)
 	dir := "in"
 	if !inbound {
 		dir = "out"
 	}
-	return s.inbox.addMessage(ctx, chatMessage{
+	rows.messages = append(rows.messages, chatMessage{
 		ID: "call:" + c.ID + ":" + c.Event + ":" + strings.ToLower(c.Status), Channel: c.Channel, Contact: key,
 		Direction: dir, Type: "call", Body: body, At: at,
 	})

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/callready/callready/permission"
+	"github.com/callready/callready/store/memory"
+	"github.com/callready/callready/webhook"
+)
+
+const fixtures = "../../../webhook/testdata/fixtures"
+
+// Every body parses whole, and no two bodies share a user or an event id.
+func TestBodiesAreDistinct(t *testing.T) {
+	fx, err := loadFixtures(fixtures, DefaultFixtures)
+	require.NoError(t, err)
+	g := &generator{fixtures: fx}
+	now := time.Unix(1780000000, 0)
+	contactOf := map[string]int{}
+	ids := map[string]int{}
+	events := 0
+	for i := range 3 * len(fx) {
+		j, err := g.next(now)
+		require.NoError(t, err)
+		b, err := webhook.Parse(j.body)
+		require.NoError(t, err)
+		require.Equal(t, len(b.Events), j.events)
+		events += j.events
+		for _, e := range b.Events {
+			if prev, ok := contactOf[e.Channel+"/"+e.Contact]; ok {
+				require.Equal(t, i, prev, "contact %s in bodies %d and %d", e.Contact, prev, i)
+			}
+			contactOf[e.Channel+"/"+e.Contact] = i
+			if e.ID != "" {
+				key := e.Type.String() + e.ID
+				if prev, ok := ids[key]; ok {
+					require.Equal(t, i, prev, "event id %s in bodies %d and %d", e.ID, prev, i)
+				}
+				ids[key] = i
+			}
+			require.False(t, e.At.After(now), "%s at %v is after now", e.Type, e.At)
+			require.True(t, e.At.After(now.Add(-24*time.Hour)), "%s at %v is not recent", e.Type, e.At)
+		}
+	}
+	require.Positive(t, events)
+}
+
+// A run against the real webhook handler on a memory tracker: every body
+// answered 200, and the events it reports acknowledged are all in the
+// ledger.
+func TestRunCountsWhatTheServerRecorded(t *testing.T) {
+	ctx := context.Background()
+	tr, err := permission.New(ctx, permission.Config{Store: memory.New(memory.Config{})})
+	require.NoError(t, err)
+	t.Cleanup(func() { tr.Close() })
+	h, err := webhook.New(webhook.Config{AppSecret: "s3cret", Recorder: tr})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+
+	var out bytes.Buffer
+	cfg := config{URL: srv.URL, Secret: "s3cret", N: 60, Clients: 4, Fixtures: fixtures, Names: DefaultFixtures, JSON: true, Timeout: 10 * time.Second}
+	require.NoError(t, run(ctx, cfg, &out))
+	var r Report
+	require.NoError(t, json.Unmarshal(out.Bytes(), &r))
+	require.True(t, r.Final)
+	require.Equal(t, 60, r.Posted)
+	require.Equal(t, 60, r.OK)
+	require.Zero(t, r.Non200)
+	require.Positive(t, r.P99)
+
+	recorded := 0
+	for _, ch := range []string{"106540352242922", "106540352299999"} {
+		for _, err := range tr.History(ctx, permission.HistoryQuery{Channel: ch}) {
+			require.NoError(t, err)
+			recorded++
+		}
+	}
+	require.Equal(t, r.Events, recorded)
+
+	// A wrong secret: every answer is a 403, counted as non-200.
+	out.Reset()
+	cfg.Secret, cfg.N = "wrong", 5
+	require.NoError(t, run(ctx, cfg, &out))
+	require.NoError(t, json.Unmarshal(out.Bytes(), &r))
+	require.Equal(t, 5, r.Non200)
+	require.Equal(t, map[int]int{403: 5}, r.Statuses)
+}

@@ -1,0 +1,86 @@
+package permission
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/callready/callready/store"
+)
+
+// HostWrite is a host's own write, run inside the store transaction that
+// records a RecordWith call's events, so that the host's rows and the
+// events commit together or not at all: one durable commit per group-
+// committed batch instead of one per host row.
+//
+// ctx is the transaction's (bounded by Config.WriteTimeout), not the
+// caller's: a batch serves several callers. tx is the store's transaction;
+// an adapter may expose the database transaction beneath it (sqlstore.
+// TxQuerier). A HostWrite may run more than once (a store retrying a
+// serialization failure, or the batch retried without another caller whose
+// write failed), each time in a new transaction, so it must have no
+// effect outside tx; it runs exactly once in the transaction that commits.
+// It must not use another connection to the same database while it runs
+// (on SQLite that waits for the lock the transaction holds).
+type HostWrite func(ctx context.Context, tx store.Tx) error
+
+// RecordWith is Record with a host's own write in the same store
+// transaction: write runs after the tracker has written the batch's
+// events, states and changes, and the whole batch commits as one. With no
+// events it still runs write, in the next group commit (a host's row that
+// must be durable before it answers, such as a chat message, shares the
+// commit of the events recorded meanwhile).
+//
+// If write returns an error, RecordWith returns it (wrapped) and records
+// nothing of this call; the other callers of the same batch are not
+// affected: the batch is rolled back and committed again without this
+// call. When RecordWith returns nil, the events and everything write did
+// through tx are durable in the store. A nil write is Record.
+func (t *Tracker) RecordWith(ctx context.Context, write HostWrite, events ...Event) ([]Change, error) {
+	return t.record(ctx, write, events)
+}
+
+// hostWriteError is the failure of one request's host write.
+type hostWriteError struct {
+	r   *request
+	err error
+}
+
+func (e *hostWriteError) Error() string { return "permission: host write: " + e.err.Error() }
+func (e *hostWriteError) Unwrap() error { return e.err }
+
+// runHostWrites runs the host writes of batch in tx, in batch order, and
+// stops at the first that fails.
+func runHostWrites(ctx context.Context, tx store.Tx, batch []*request) error {
+	for _, r := range batch {
+		if r.host == nil {
+			continue
+		}
+		if err := r.host(ctx, tx); err != nil {
+			return &hostWriteError{r: r, err: err}
+		}
+	}
+	return nil
+}
+
+// retryWithoutFailedHost handles a batch whose transaction failed with
+// err: when a request's host write caused it, that request alone fails
+// and the rest of the batch is committed again (one bad write never costs
+// the other callers). It reports whether it handled the batch.
+func (t *Tracker) retryWithoutFailedHost(ctx context.Context, batch []*request, err error) bool {
+	var he *hostWriteError
+	if !errors.As(err, &he) {
+		return false
+	}
+	i := slices.Index(batch, he.r)
+	if i < 0 {
+		return false
+	}
+	he.r.changes, he.r.err = nil, he
+	close(he.r.done)
+	rest := slices.Delete(slices.Clone(batch), i, i+1)
+	if len(rest) > 0 {
+		t.commit(ctx, rest)
+	}
+	return true
+}

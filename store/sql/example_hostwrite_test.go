@@ -1,0 +1,93 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	_ "modernc.org/sqlite"
+
+	"github.com/callready/callready/permission"
+	"github.com/callready/callready/store"
+	sqlstore "github.com/callready/callready/store/sql"
+)
+
+// A CRM's own row (the chat line of a permission reply) written in the
+// tracker's transaction: it commits with the event, in the group commit
+// concurrent webhooks share, or not at all.
+func ExampleTxQuerier() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "callready-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "crm.db")+
+		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE crm_chat (id TEXT PRIMARY KEY, line TEXT NOT NULL)`); err != nil {
+		log.Fatal(err)
+	}
+	st, err := sqlstore.Open(ctx, db, sqlstore.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC))
+	tr, err := permission.New(ctx, permission.Config{Store: st, Clock: clk})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tr.Close()
+
+	chatLine := func(id, line string) permission.HostWrite {
+		return func(ctx context.Context, tx store.Tx) error {
+			q, ok := sqlstore.TxQuerier(tx)
+			if !ok {
+				return errors.New("not a SQL store")
+			}
+			_, err := q.ExecContext(ctx, `INSERT INTO crm_chat (id, line) VALUES (?, ?)`, id, line)
+			return err
+		}
+	}
+	grant := permission.Event{
+		Type: permission.EventGrant, Channel: "106540352242922", Contact: "16505551234",
+		At: clk.Now(), ID: "wamid.HBgLMTY1MDU1NTEyMzQ",
+	}
+	changes, err := tr.RecordWith(ctx, chatLine("wamid.HBgLMTY1MDU1NTEyMzQ", "Accepted the call permission request"), grant)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("recorded:", changes[0].Type)
+
+	// The same chat id again: the row fails, and the grant recorded with
+	// it is not kept either.
+	other := grant
+	other.Contact, other.ID = "447700900123", "wamid.HBgMNDQ3NzAwOTAwMTIz"
+	_, err = tr.RecordWith(ctx, chatLine("wamid.HBgLMTY1MDU1NTEyMzQ", "duplicate"), other)
+	fmt.Println("failed:", err != nil)
+
+	var lines int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM crm_chat`).Scan(&lines); err != nil {
+		log.Fatal(err)
+	}
+	page, err := tr.Eligible(ctx, "106540352242922", permission.Query{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("chat lines:", lines, "callable:", len(page.Entries))
+	// Output:
+	// recorded: granted
+	// failed: true
+	// chat lines: 1 callable: 1
+}
