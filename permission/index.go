@@ -94,6 +94,7 @@ type index struct {
 	channels map[string]*channelIndex
 	wakes    *btree.BTreeG[item] // pairs with a wake-up instant, across channels
 	freelist *btree.FreeListG[item]
+	pend     pendingIndex // the pending list (pending.go)
 }
 
 func newIndex() *index {

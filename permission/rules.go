@@ -138,8 +138,10 @@ type pairState struct {
 	act    []activity   // by (at, kind, id)
 	floor  int64        // latest instant recorded at; none before any event
 	listed listed
-	wake   int64   // next instant the clock changes the pair; none
-	ids    []ident // the person's identifiers, by id
+	wake   int64        // next instant the clock changes the pair; none
+	ids    []ident      // the person's identifiers, by id
+	pend   pendListed   // the pending request last listed (pending.go)
+	claim  requestClaim // a request being sent (send.go)
 
 	// Not part of the fold (not encoded): what the tracker knows of the
 	// channel when it evaluates the pair.
@@ -344,6 +346,7 @@ func (s *pairState) fold(e rec) bool {
 	for _, id := range e.ids {
 		changed = s.addIdent(id, e.at) || changed
 	}
+	changed = s.foldReply(e) || changed
 	return s.foldFacts(e) || changed
 }
 
@@ -546,7 +549,7 @@ func (s *pairState) entryAt(t int64, lc LimitsConfig) listed {
 // wakeAfter is the next instant after t at which the clock alone may
 // change the pair's listed entry: a grant starting or ending, a revocation
 // taking effect, a connected call leaving the call window, an activity
-// stamped ahead of t.
+// stamped ahead of t, a pending request lapsing.
 func (s *pairState) wakeAfter(t int64, lc LimitsConfig) int64 {
 	w := int64(none)
 	see := func(v int64) {
@@ -565,8 +568,11 @@ func (s *pairState) wakeAfter(t int64, lc LimitsConfig) int64 {
 	}
 	for _, a := range s.act {
 		see(a.at)
-		if a.kind == actCallOut {
+		switch a.kind {
+		case actCallOut:
 			see(a.at + int64(lc.CallWindow))
+		case actRequest:
+			see(a.at + int64(PendingTTL)) // the request lapses (pending_rules.go)
 		}
 	}
 	return w
