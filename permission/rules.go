@@ -138,10 +138,12 @@ type pairState struct {
 	act    []activity   // by (at, kind, id)
 	floor  int64        // latest instant recorded at; none before any event
 	listed listed
-	wake   int64        // next instant the clock changes the pair; none
-	ids    []ident      // the person's identifiers, by id
-	pend   pendListed   // the pending request last listed (pending.go)
-	claim  requestClaim // a request being sent (send.go)
+	wake   int64   // next instant the clock changes the pair; none
+	ids    []ident // the person's identifiers, by id
+
+	// The request lifecycle's listed state, encoded (codec_lifecycle.go).
+	pend  pendListed   // the pending request last listed (pending.go)
+	claim requestClaim // a request being sent (send.go)
 
 	// Not part of the fold (not encoded): what the tracker knows of the
 	// channel when it evaluates the pair.
