@@ -21,11 +21,11 @@ func reaskFixture(t *testing.T) (*fixture, time.Time) {
 	d := 24 * time.Hour
 	ago := func(x time.Duration) time.Time { return now.Add(-x) }
 	f.record(
-		tempGrant("u1", ago(9*d), ago(2*d), ""), // expired 2 days ago
+		tempGrant("u1", ago(9*d), ago(2*d), ""),                                                   // expired 2 days ago
 		reqSent("u2", "wamid.r2", ago(10*d)), reply("u2", "wamid.r2", ago(10*d-time.Hour), false), // declined 10 days ago
 		reqSent("u3", "wamid.r3", ago(25*time.Hour)), reply("u3", "wamid.r3", ago(24*time.Hour), false), // declined yesterday
-		tempGrant("u4", ago(time.Hour), now.Add(6*d), ""), // callable
-		tempGrant("u5", ago(47*d), ago(40*d), ""), // expired 40 days ago: out of the window
+		tempGrant("u4", ago(time.Hour), now.Add(6*d), ""),                                  // callable
+		tempGrant("u5", ago(47*d), ago(40*d), ""),                                          // expired 40 days ago: out of the window
 		tempGrant("u6", ago(9*d), ago(2*d), ""), reqSent("u6", "wamid.r6", ago(time.Hour)), // expired, but asked again: pending
 		// Asked 23 h ago, accepted for a short while: expired an hour ago,
 		// the daily request limit holds for another hour.
