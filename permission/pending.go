@@ -384,3 +384,26 @@ func removeString(ss []string, s string) []string {
 	}
 	return out
 }
+
+// PendingRequest returns the request pending for the person any of whose
+// identifiers is contact, at now (the tracker's clock when zero), from the
+// person's cached state: one store read. ok is false when none is.
+func (t *Tracker) PendingRequest(ctx context.Context, channel, contact string, now time.Time) (e PendingEntry, ok bool, err error) {
+	if t.closed() {
+		return PendingEntry{}, false, ErrClosed
+	}
+	if now.IsZero() {
+		now = t.clock.Now()
+	}
+	k, s, err := t.resolvePerson(ctx, channel, contact)
+	if err != nil {
+		return PendingEntry{}, false, err
+	}
+	p := s.pendingAt(now.UnixNano())
+	if !p.ok {
+		return PendingEntry{}, false, nil
+	}
+	l := pendListed{ok: true, contact: k.Contact, id: p.id, sent: p.sent, lapses: p.lapses}
+	l.waID, l.userID = s.phoneAndUser()
+	return l.entry(channel), true, nil
+}

@@ -332,3 +332,19 @@ func TestSharedPending(t *testing.T) {
 	caughtUp(t, st, a, b)
 	assert.Empty(t, pendingContacts(t, a, t0.Add(time.Minute), 10))
 }
+
+func TestPendingRequestOfOnePerson(t *testing.T) {
+	f := newFixture(t, Config{})
+	_, ok, err := f.tr.PendingRequest(f.ctx, ch, "u1", time.Time{})
+	require.NoError(t, err)
+	assert.False(t, ok)
+	f.record(reqSent("u1", "wamid.1", t0))
+	p, ok, err := f.tr.PendingRequest(f.ctx, ch, "u1", time.Time{})
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "wamid.1", p.RequestID)
+	assert.Equal(t, t0.Add(PendingTTL), p.LapsesAt)
+	_, ok, err = f.tr.PendingRequest(f.ctx, ch, "u1", t0.Add(PendingTTL))
+	require.NoError(t, err)
+	assert.False(t, ok, "lapsed")
+}
