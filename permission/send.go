@@ -28,8 +28,8 @@ import (
 // the claim and the send, or between the send and the record, never blocks
 // the person: the next ask after the lapse sends again (if that first
 // request did reach Meta, Meta's own limits refuse the second: 138009).
-// send runs under a context that ends with the claim, so a slow send does
-// not outlive it.
+// send runs under a context that ends ClaimTTL after it started, so a slow
+// send does not outlive its claim.
 
 // ClaimTTL is how long a request claim lasts: enough for one send to
 // Meta's API with its retries.
@@ -111,7 +111,9 @@ func (t *Tracker) SendRequest(ctx context.Context, channel, contact string, send
 	if err != nil {
 		return SentRequest{}, err
 	}
-	sctx, cancel := context.WithDeadline(ctx, fromNs(cl.until))
+	// ClaimTTL of real time (the tracker's clock may be a mock, whose
+	// instants no context deadline can use).
+	sctx, cancel := context.WithTimeout(ctx, ClaimTTL)
 	wamid, err := send(sctx)
 	cancel()
 	if err == nil && wamid == "" {

@@ -127,7 +127,7 @@ func TestSendRequestFailureReleases(t *testing.T) {
 	_, err := f.tr.SendRequest(f.ctx, ch, "u1", func(ctx context.Context) (string, error) {
 		dl, ok := ctx.Deadline()
 		assert.True(t, ok)
-		assert.Equal(t, t0.Add(ClaimTTL), dl.UTC(), "send ends with its claim")
+		assert.WithinDuration(t, time.Now().Add(ClaimTTL), dl, time.Minute, "send ends with its claim")
 		return "", boom
 	})
 	require.ErrorIs(t, err, boom)
