@@ -101,7 +101,7 @@ func (d *decoder) byte() byte {
 
 func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	if n <= 0 || n != varintLen(v) { // one encoding per value
 		d.fail()
 		return 0
 	}
@@ -111,7 +111,7 @@ func (d *decoder) varint() int64 {
 
 func (d *decoder) count() int {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 || v > uint64(len(d.b)) { // every element takes at least a byte
+	if n <= 0 || v > uint64(len(d.b)) || n != len(binary.AppendUvarint(nil, v)) { // every element takes at least a byte
 		d.fail()
 		return 0
 	}

@@ -68,3 +68,10 @@ func (s *pairState) decodeLifecycle(d *decoder) {
 		d.fail() // written as version 1: one encoding per state
 	}
 }
+
+// varintLen is the length of v's (minimal) varint encoding: the decoder
+// refuses longer ones, so a state has one encoding.
+func varintLen(v int64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutVarint(b[:], v)
+}
