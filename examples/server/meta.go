@@ -145,6 +145,9 @@ func openMeta(cfg config) (*metaSetup, error) {
 			return nil, err
 		}
 		opts.API, opts.demoFake = api, fake
+		if opts.Template == "" {
+			opts.Template = demoTemplate // the fake accepts any name: requests outside the 24 h window work too
+		}
 		return &metaSetup{options: opts, fake: fake}, nil
 	}
 	if mc.Token == "" {

@@ -474,6 +474,10 @@ func (s *server) pendingEvent(ctx context.Context, c permission.Change) (pending
 		At: c.At.UTC(), Ended: string(p.Ended), Replaces: c.Replaces}, nil
 }
 
+// demoTemplate is the template -demo sends outside the 24 h window when
+// CALLREADY_META_TEMPLATE is not set.
+const demoTemplate = "callready_demo_call_permission"
+
 // demoReplyAfter is how long the demo's simulated users take to answer.
 const demoReplyAfter = 4 * time.Second
 
