@@ -128,9 +128,6 @@ func (t *Tracker) Pending(ctx context.Context, channel string, q PendingQuery) (
 		if after && !lessPending(start, it) {
 			return true // the cursor's own item
 		}
-		if it.p.sent > now {
-			return true // stamped ahead of now
-		}
 		if len(page.Entries) == q.Limit {
 			page.NextCursor = encodePendingCursor(last)
 			return false
@@ -143,8 +140,9 @@ func (t *Tracker) Pending(ctx context.Context, channel string, q PendingQuery) (
 }
 
 // CountPending returns how many people of channel have a request pending
-// at now (the tracker's clock when zero). It costs O(log n) plus the lapsed
-// requests the sweep has not removed yet.
+// at now (the tracker's clock when zero; as for Pending, the current list
+// with the requests lapsed by now left out). It costs O(log n) plus the
+// lapsed requests the sweep has not removed yet.
 func (t *Tracker) CountPending(channel string, now time.Time) (int, error) {
 	if t.closed() {
 		return 0, ErrClosed
@@ -167,13 +165,7 @@ func (t *Tracker) CountPending(channel string, now time.Time) (int, error) {
 		stale++
 		return true
 	})
-	ahead := 0
-	for _, p := range c.rows {
-		if p.sent > n && p.lapses > n {
-			ahead++
-		}
-	}
-	return len(c.rows) - stale - ahead, nil
+	return len(c.rows) - stale, nil
 }
 
 // pendingIndex is the pending list of every channel.

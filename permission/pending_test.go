@@ -348,3 +348,30 @@ func TestPendingRequestOfOnePerson(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, ok, "lapsed")
 }
+
+// TestPendingJoinedPersons: two identifiers, each with a request pending,
+// turn out to be one person: one row remains, the latest request's, under
+// the person's contact.
+func TestPendingJoinedPersons(t *testing.T) {
+	f := newFixture(t, Config{})
+	sub, err := f.tr.Subscribe(SubscribeOptions{Channel: ch, After: f.tr.Revision(), Pending: true})
+	require.NoError(t, err)
+	f.record(reqSent("34600000001", "wamid.old", t0), reqSent("US.bsuid1", "wamid.new", t0.Add(time.Hour)))
+	assert.Equal(t, []string{"34600000001", "US.bsuid1"}, pendingContacts(t, f.tr, f.clk.Now(), 10))
+	nextPending(t, sub)
+	nextPending(t, sub)
+	f.record(Event{Type: EventIdentity, Channel: ch, Contact: "34600000001", Aliases: []string{"US.bsuid1"}, At: t0.Add(2 * time.Hour)})
+	page, err := f.tr.Pending(f.ctx, ch, PendingQuery{})
+	require.NoError(t, err)
+	require.Len(t, page.Entries, 1)
+	assert.Equal(t, "US.bsuid1", page.Entries[0].Contact)
+	assert.Equal(t, "wamid.new", page.Entries[0].RequestID, "the newer request replaces the older")
+	c := nextPending(t, sub)
+	assert.Equal(t, ChangePending, c.Type)
+	assert.Equal(t, []string{"34600000001"}, c.Replaces, "a subscriber drops the other row")
+	// A fresh tracker agrees.
+	tr2, err := New(f.ctx, Config{Store: f.store, Clock: f.clk})
+	require.NoError(t, err)
+	defer tr2.Close()
+	assert.Equal(t, []string{"US.bsuid1"}, pendingContacts(t, tr2, f.clk.Now(), 10))
+}
