@@ -21,7 +21,7 @@ func appendString(b []byte, s string) []byte {
 
 func encodeState(s *pairState) []byte {
 	b := make([]byte, 0, 64+48*len(s.grants)+24*len(s.act))
-	b = append(b, codecVersion)
+	b = append(b, s.codecVersion())
 	b = binary.AppendVarint(b, s.floor)
 	b = binary.AppendVarint(b, s.wake)
 	if l := s.listed; l.ok {
@@ -74,7 +74,7 @@ func encodeState(s *pairState) []byte {
 		b = appendString(b, x.id)
 		b = binary.AppendVarint(b, x.since)
 	}
-	return b
+	return s.appendLifecycle(b)
 }
 
 type decoder struct {
@@ -101,7 +101,7 @@ func (d *decoder) byte() byte {
 
 func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	if n <= 0 || n != varintLen(v) { // one encoding per value
 		d.fail()
 		return 0
 	}
@@ -111,7 +111,7 @@ func (d *decoder) varint() int64 {
 
 func (d *decoder) count() int {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 || v > uint64(len(d.b)) { // every element takes at least a byte
+	if n <= 0 || v > uint64(len(d.b)) || n != len(binary.AppendUvarint(nil, v)) { // every element takes at least a byte
 		d.fail()
 		return 0
 	}
@@ -136,7 +136,8 @@ func decodeState(b []byte) (pairState, error) {
 		return s, nil
 	}
 	d := &decoder{b: b}
-	if v := d.byte(); v != codecVersion {
+	v := d.byte()
+	if v != codecVersion && v != lifecycleCodecVersion {
 		return s, fmt.Errorf("%w: version %d", errCorrupt, v)
 	}
 	s.floor, s.wake = d.varint(), d.varint()
@@ -189,6 +190,9 @@ func decodeState(b []byte) (pairState, error) {
 			id := d.string()
 			s.ids[i] = ident{id: id, since: d.varint()}
 		}
+	}
+	if v == lifecycleCodecVersion {
+		s.decodeLifecycle(d)
 	}
 	if d.err != nil || len(d.b) != 0 {
 		return pairState{floor: none, wake: none}, errCorrupt

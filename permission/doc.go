@@ -32,4 +32,12 @@
 //
 // Limits (CanCall, CanRequest, Explain) add Meta's caps on calls and
 // requests and the unanswered-call streak.
+//
+// The request lifecycle: SendRequest sends a call permission request at
+// most once however many callers (or shared trackers) ask at once, and
+// records it; the person is then pending (Pending, CountPending,
+// PendingRequest, and ChangePending/ChangePendingEnded in the change log)
+// until Meta's reply names the request, a newer one replaces it, or
+// PendingTTL passes. Reask lists the people whose permission lapsed and
+// when they may be asked again; ReaskAll asks them.
 package permission

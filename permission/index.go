@@ -119,6 +119,7 @@ type index struct {
 	wakes    *btree.BTreeG[wakeItem] // pairs with a wake-up instant, across channels
 	rowFree  *btree.FreeListG[row]
 	keyFree  *btree.FreeListG[rowKey]
+	pend     pendingIndex // the pending list (pending.go)
 }
 
 func newIndex() *index {

@@ -231,8 +231,11 @@ type Change struct {
 	// never shown twice nor lost.
 	Replaces []string
 	// Entry is the entry after the change, or for Revoked and Expired the
-	// entry that ended.
+	// entry that ended. For the pending list's changes it names the person
+	// only (Channel, Contact, WaID, UserID).
 	Entry Entry
+	// Pending is the request, for ChangePending and ChangePendingEnded.
+	Pending PendingEntry
 }
 
 // Errors callers branch on. Returned errors wrap them: use errors.Is.

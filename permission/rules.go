@@ -142,6 +142,10 @@ type pairState struct {
 	wake   int64   // next instant the clock changes the pair; none
 	ids    []ident // the person's identifiers, by id
 
+	// The request lifecycle's listed state, encoded (codec_lifecycle.go).
+	pend  pendListed   // the pending request last listed (pending.go)
+	claim requestClaim // a request being sent (send.go)
+
 	// Not part of the fold (not encoded): what the tracker knows of the
 	// channel when it evaluates the pair.
 	callbacks     *channelState // the channel's callback setting; nil: unknown
@@ -345,6 +349,7 @@ func (s *pairState) fold(e rec) bool {
 	for _, id := range e.aliases {
 		changed = s.addIdent(id, e.at) || changed
 	}
+	changed = s.foldReply(e) || changed
 	return s.foldFacts(e) || changed
 }
 
@@ -547,7 +552,7 @@ func (s *pairState) entryAt(t int64, lc LimitsConfig) listed {
 // wakeAfter is the next instant after t at which the clock alone may
 // change the pair's listed entry: a grant starting or ending, a revocation
 // taking effect, a connected call leaving the call window, an activity
-// stamped ahead of t.
+// stamped ahead of t, a pending request lapsing.
 func (s *pairState) wakeAfter(t int64, lc LimitsConfig) int64 {
 	w := int64(none)
 	see := func(v int64) {
@@ -566,8 +571,11 @@ func (s *pairState) wakeAfter(t int64, lc LimitsConfig) int64 {
 	}
 	for _, a := range s.act {
 		see(a.at)
-		if a.kind == actCallOut {
+		switch a.kind {
+		case actCallOut:
 			see(a.at + int64(lc.CallWindow))
+		case actRequest:
+			see(a.at + int64(PendingTTL)) // the request lapses (pending_rules.go)
 		}
 	}
 	return w

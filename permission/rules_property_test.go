@@ -174,6 +174,9 @@ func FuzzDecodeState(f *testing.F) {
 	s := pairState{floor: 5, wake: none}
 	s.fold(rec{typ: EventGrant, at: 1, exp: 9, source: SourceRequest, id: "x", ref: -1})
 	f.Add(encodeState(&s))
+	s.pend = pendListed{ok: true, contact: "a", id: "wamid.1", sent: 1, lapses: 2}
+	s.claim = requestClaim{token: "t", at: 1, until: 2}
+	f.Add(encodeState(&s)) // the lifecycle's version (codec_lifecycle.go)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := decodeState(b)
 		if err == nil && len(b) > 0 {

@@ -59,6 +59,7 @@ func (t *Tracker) relist(ctx context.Context) error {
 			return nil // an alias: its person is listed under its own key
 		}
 		idx.apply(k, s.listed, s.listed.ok, s.wake)
+		idx.loadPending(k.Channel, &s)
 		return nil
 	})
 	if err != nil {

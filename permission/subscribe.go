@@ -20,6 +20,9 @@ type SubscribeOptions struct {
 	// revision received, or Tracker.Revision() to follow from now. Zero
 	// replays the whole retained log (ErrResync once it is compacted).
 	After int64
+	// Pending also delivers the pending list's changes (ChangePending,
+	// ChangePendingEnded). Default false: only the callable list's.
+	Pending bool
 }
 
 // Subscription is a stream of changes, read with Next. It holds no
@@ -29,6 +32,7 @@ type SubscribeOptions struct {
 type Subscription struct {
 	t       *Tracker
 	channel string
+	pending bool // deliver the pending list's changes too
 
 	// Only the reader touches these.
 	last     int64    // revision of the last change delivered (or skipped)
@@ -55,7 +59,7 @@ func (t *Tracker) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 			return nil, err
 		}
 	}
-	s := &Subscription{t: t, channel: opts.Channel, notify: make(chan struct{}, 1)}
+	s := &Subscription{t: t, channel: opts.Channel, pending: opts.Pending, notify: make(chan struct{}, 1)}
 	t.subMu.Lock()
 	defer t.subMu.Unlock()
 	if t.closed() {
@@ -134,7 +138,7 @@ func (s *Subscription) nextReplayed(ctx context.Context) (Change, bool, error) {
 		c := s.replay[0]
 		s.replay = s.replay[1:]
 		s.last = c.Revision
-		if c.Type != Scheduled && (s.channel == "" || c.Entry.Channel == s.channel) {
+		if c.Type != Scheduled && (s.pending || !isPendingChange(c.Type)) && (s.channel == "" || c.Entry.Channel == s.channel) {
 			return c, true, nil
 		}
 	}
@@ -176,7 +180,7 @@ func (t *Tracker) publish(changes []Change, rev int64) {
 		n := 0
 		s.mu.Lock()
 		for _, c := range changes {
-			if s.channel != "" && c.Entry.Channel != s.channel {
+			if (s.channel != "" && c.Entry.Channel != s.channel) || (!s.pending && isPendingChange(c.Type)) {
 				continue
 			}
 			if len(s.buf) >= t.cfg.SubscriberBuffer {
@@ -200,6 +204,9 @@ func (t *Tracker) publish(changes []Change, rev int64) {
 }
 
 func fromStore(c store.Change) Change {
+	if isPendingChange(ChangeType(c.Type)) {
+		return pendingListChange(c)
+	}
 	e := Entry{
 		Channel: c.Key.Channel, Contact: c.Key.Contact, Kind: Kind(c.Kind), Source: Source(c.Source),
 		GrantedAt: c.GrantedAt.UTC(), ExpiresAt: utcOrZero(c.ExpiresAt),

@@ -196,6 +196,7 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 			return nil // an alias: its person is listed under its own key
 		}
 		t.idx.apply(k, s.listed, s.listed.ok, s.wake)
+		t.idx.loadPending(k.Channel, &s)
 		return nil
 	})
 	if err != nil {
@@ -318,12 +319,12 @@ func (t *Tracker) enter() bool {
 
 // visible drops the index-only changes subscribers never see.
 func visible(cs []Change) []Change {
-	if !slices.ContainsFunc(cs, func(c Change) bool { return c.Type == Scheduled }) {
+	if !slices.ContainsFunc(cs, func(c Change) bool { return c.Type == Scheduled || isPendingChange(c.Type) }) {
 		return cs // the common case: nothing to drop, nothing to copy
 	}
 	out := cs[:0:0]
 	for _, c := range cs {
-		if c.Type != Scheduled {
+		if c.Type != Scheduled && !isPendingChange(c.Type) {
 			out = append(out, c)
 		}
 	}
@@ -629,6 +630,9 @@ func (t *Tracker) applyChanges(changes []store.Change) {
 		sc := &changes[i]
 		if sc.Revision <= t.applied {
 			continue
+		}
+		if t.applyPendingLocked(sc, &out) {
+			continue // the pending list's own index (pending.go)
 		}
 		c := fromStore(*sc)
 		l := listed{ok: sc.Kind != "" && c.Type != Revoked && c.Type != Expired, kind: Kind(sc.Kind), source: Source(sc.Source),

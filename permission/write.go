@@ -550,6 +550,9 @@ func (w *batchWriter) settle(r *request, p *pending, at int64, appended *[]store
 		return err
 	}
 	s.callbacks, s.confirmedOnly = &c.state, w.t.cfg.ConfirmedCallbacksOnly
+	if err := w.settlePending(r, p, appended); err != nil {
+		return err
+	}
 	cur := s.entryAt(s.floor, lc)
 	wake := s.wakeAfter(s.floor, lc)
 	var replaces []string

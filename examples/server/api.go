@@ -44,6 +44,12 @@ func (s *server) routes() {
 	api("GET /api/channels/{channel}/ledger", s.channelLedger)
 	api("POST /api/channels/{channel}/contacts/{contact}/call", s.callContact)
 	api("POST /api/channels/{channel}/contacts/{contact}/check", s.checkContact) // meta.go
+
+	// The request lifecycle (requests.go).
+	api("POST /api/channels/{channel}/contacts/{contact}/request", s.requestPermission)
+	api("GET /api/channels/{channel}/pending", s.listPending)
+	api("GET /api/channels/{channel}/reask", s.listReask)
+	api("POST /api/channels/{channel}/reask", s.reaskAll)
 	mux.Handle("GET /api/channels/{channel}/events", s.auth(s.events, true))
 	mux.Handle("GET /api/events", s.auth(s.events, true))
 	// Anything else under /api answers in JSON too, after the token check,
@@ -197,6 +203,7 @@ type channelJSON struct {
 	Display     string `json:"display_phone_number"`
 	Callable    int    `json:"callable"`
 	Expiring24h int    `json:"expiring_24h"`
+	Pending     int    `json:"pending"` // requests sent, not answered, not lapsed
 }
 
 func (s *server) listChannels(w http.ResponseWriter, r *http.Request) {
@@ -212,7 +219,12 @@ func (s *server) listChannels(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, err)
 			return
 		}
-		out = append(out, channelJSON{Channel: c.Channel, Display: c.Display, Callable: n, Expiring24h: soon})
+		pending, err := s.tracker.CountPending(c.Channel, now)
+		if err != nil {
+			s.storeFailed(w, r, err)
+			return
+		}
+		out = append(out, channelJSON{Channel: c.Channel, Display: c.Display, Callable: n, Expiring24h: soon, Pending: pending})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"channels": out})
 }
@@ -323,6 +335,12 @@ type explanationJSON struct {
 	Unconfirmed       bool           `json:"unconfirmed"`
 	UnconfirmedReason string         `json:"unconfirmed_reason,omitempty"`
 	History           []evidenceJSON `json:"history"`
+	// Pending is the request sent and not answered yet, if any; RequestVia
+	// how the Request permission action would send one now (message,
+	// template, or "" with RequestBlocked saying why not).
+	Pending        *pendingJSON `json:"pending"`
+	RequestVia     string       `json:"request_via"`
+	RequestBlocked string       `json:"request_blocked,omitempty"`
 }
 
 func (s *server) explainContact(w http.ResponseWriter, r *http.Request) {
@@ -387,6 +405,10 @@ func (s *server) explainContact(w http.ResponseWriter, r *http.Request) {
 		out.Kind, out.Source = &kind, &source
 		out.GrantedAt, out.ExpiresAt = timeOrNil(x.Entry.GrantedAt), timeOrNil(x.Entry.ExpiresAt)
 		out.Unconfirmed, out.UnconfirmedReason = x.Entry.Unconfirmed, x.Entry.UnconfirmedReason()
+	}
+	if err := s.explainRequest(ctx, &out, ch, contact, key, at, now); err != nil {
+		s.storeFailed(w, r, err)
+		return
 	}
 	for _, ev := range x.Evidence {
 		out.History = append(out.History, evidenceJSON{

@@ -118,8 +118,10 @@ func (d *demo) burst(ctx context.Context) error {
 		at = at.Add(2 * time.Minute)
 		var err error
 		switch i % 10 {
-		case 0, 1, 2, 3: // accepted a request: a week-long grant
+		case 0, 1, 2: // accepted a request: a week-long grant
 			err = d.accept(ctx, p, at, false)
+		case 3: // accepted 8 to 10 days ago: expired, on the Re-ask tab
+			err = d.accept(ctx, p, now.Add(-time.Duration(8*24*60+d.rnd.IntN(2*24*60))*time.Minute), false)
 		case 4: // accepted for good
 			err = d.accept(ctx, p, at, true)
 		case 5: // called and nobody answered: a callback grant

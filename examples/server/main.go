@@ -120,6 +120,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	srv.start()
 
 	base := "http://" + ln.Addr().String()
+	if meta.fake != nil {
+		meta.fake.SetWebhookURL(base + "/webhook") // the simulated users' replies
+	}
 	fmt.Fprintf(stderr, "callready: serving %s on %s\n", describeDB(cfg.DB), base)
 	switch {
 	case cfg.GeneratedAPIToken:

@@ -136,13 +136,18 @@ func openMeta(cfg config) (*metaSetup, error) {
 			phones[c.id] = c.display
 			opts.Channels = append(opts.Channels, c.id)
 		}
-		fake := cloudapitest.New(cloudapitest.Config{PhoneNumbers: phones, AppSecret: cfg.AppSecret})
+		// The simulated users answer some of the requests the server sends
+		// (requests.go); main points the fake's webhooks at the server.
+		fake := cloudapitest.New(cloudapitest.Config{PhoneNumbers: phones, AppSecret: cfg.AppSecret, AutoReply: demoAutoReply})
 		api, err := cloudapi.New(cloudapi.Config{BaseURL: fake.URL(), AccessToken: fake.AccessToken(), HTTPClient: fake.Client()})
 		if err != nil {
 			fake.Close()
 			return nil, err
 		}
 		opts.API, opts.demoFake = api, fake
+		if opts.Template == "" {
+			opts.Template = demoTemplate // the fake accepts any name: requests outside the 24 h window work too
+		}
 		return &metaSetup{options: opts, fake: fake}, nil
 	}
 	if mc.Token == "" {

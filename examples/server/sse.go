@@ -49,7 +49,9 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	if after < 0 { // no resume point: only what happens from now on
 		after = s.tracker.Revision()
 	}
-	sub, err := s.tracker.Subscribe(permission.SubscribeOptions{Channel: ch, After: after})
+	// ?pending=1 adds the pending list's changes (requests.go).
+	pending := r.URL.Query().Get("pending") == "1"
+	sub, err := s.tracker.Subscribe(permission.SubscribeOptions{Channel: ch, After: after, Pending: pending})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
@@ -135,6 +137,9 @@ func writeResync(w io.Writer, why string) {
 }
 
 func (s *server) writeChange(ctx context.Context, w io.Writer, c permission.Change) error {
+	if c.Type == permission.ChangePending || c.Type == permission.ChangePendingEnded {
+		return s.writePendingChange(ctx, w, c)
+	}
 	e := c.Entry
 	name, _, err := s.inbox.contact(ctx, e.Channel, inboxKey(e))
 	if err != nil {

@@ -32,6 +32,10 @@ const state = {
   asOf: "", // ISO instant the contact panel is shown at; "" for now
   asOfKnown: false, // only what was recorded by asOf
   historyOpen: false,
+  tab: "accepted", // accepted, pending or reask
+  pending: new Map(), // the current channel's pending requests: contact → entry
+  reask: [], // the current channel's Re-ask list
+  listsChannel: null, // the channel pending and reask were loaded for
   filters: { q: "", source: "", within: "", calls: "", confirmed: "", sort: "expiring" },
 };
 
@@ -217,6 +221,8 @@ function readURL() {
     input.value = state.filters[k];
     if (input.value !== state.filters[k]) state.filters[k] = input.value; // unknown option: ignored
   }
+  const tab = p.get("tab");
+  state.tab = TABS.includes(tab) ? tab : "accepted";
   return { channel: p.get("channel"), contact: p.get("contact") };
 }
 
@@ -227,6 +233,7 @@ function writeURL() {
     const v = state.filters[k];
     if (v && !(k === "sort" && v === "expiring")) p.set(k, v);
   }
+  if (state.tab !== "accepted") p.set("tab", state.tab);
   if (state.selected) p.set("contact", state.selected);
   const qs = p.toString();
   history.replaceState(null, "", qs ? "?" + qs : location.pathname);
@@ -303,6 +310,8 @@ async function loadAll(want) {
   state.channel = channel;
   renderChannels();
   renderRows();
+  renderTabs();
+  loadLists(); // Pending and Re-ask of the channel
   if (want && want.contact && channel) selectContact(want.contact, false);
   else if (state.selected) loadContact(state.selected);
   openStream(revision === null ? null : revision, seq);
@@ -368,6 +377,7 @@ function selectChannel(channel) {
   }
   renderChannels();
   renderRows();
+  loadLists();
   writeURL();
 }
 
@@ -555,6 +565,15 @@ function tick() {
       }
     }
   }
+  let lapsed = false;
+  for (const p of state.pending.values()) {
+    if (Date.parse(p.lapses_at) <= t) {
+      state.pending.delete(p.contact);
+      lapsed = true;
+    }
+  }
+  if (lapsed) renderPending();
+  for (const cd of document.querySelectorAll(".lapses[data-at]")) cd.textContent = "lapses " + rel(cd.dataset.at);
   renderCounts();
   if (droppedHere) {
     renderRows();
@@ -591,7 +610,7 @@ function closeStream() {
 }
 
 function openStream(after, seq) {
-  const q = new URLSearchParams({ token: state.token });
+  const q = new URLSearchParams({ token: state.token, pending: "1" });
   if (after !== null) q.set("after", String(after));
   const es = new EventSource(`/api/events?${q}`);
   state.es = es;
@@ -634,9 +653,26 @@ function openStream(after, seq) {
       }
     }
     renderCounts();
+    if (here && ev.type !== "updated") scheduleReask();
     if (here && c.contact === state.selected) loadContact(c.contact);
   };
   for (const t of ["granted", "extended", "updated", "revoked", "expired"]) es.addEventListener(t, apply);
+  const applyPending = (ev) => {
+    const c = JSON.parse(ev.data);
+    if (c.channel !== state.channel || state.listsChannel !== c.channel) return;
+    for (const gone of c.replaces || []) state.pending.delete(gone);
+    if (ev.type === "pending") {
+      const old = state.pending.get(c.contact);
+      if (!c.name && old) c.name = old.name;
+      state.pending.set(c.contact, c);
+    } else {
+      state.pending.delete(c.contact);
+    }
+    renderPending();
+    scheduleReask();
+    if (c.contact === state.selected) loadContact(c.contact);
+  };
+  for (const t of ["pending", "pending_ended"]) es.addEventListener(t, applyPending);
   es.addEventListener("resync", () => {
     // The server could not replay what we missed: list again.
     closeStream();
@@ -1003,12 +1039,17 @@ function renderExplain(x) {
   card.append(dl);
   if (x.warning) card.append(el("div", "warn-box", "⚠ " + x.warning));
 
+  if (x.pending) {
+    const p = el("span", null, `sent ${when(x.pending.sent_at)}, lapses ${when(x.pending.lapses_at)}`);
+    fact(dl, "Pending request", p);
+  }
   if (!state.asOf) {
     const call = el("button", "call primary big-call", "Call " + (x.name || phone(x.contact)));
     call.type = "button";
     call.id = "call-contact";
     call.addEventListener("click", () => callContact(x.contact, call));
     card.append(call);
+    card.append(...requestControls(x));
   }
 
   const hist = el("div", "history");
@@ -1030,6 +1071,211 @@ function renderExplain(x) {
 setInterval(() => {
   if (state.selected && !$("app").hidden) loadContact(state.selected);
 }, 10000);
+
+// ---- the request lifecycle: Request permission, Pending, Re-ask ----
+
+const TABS = ["accepted", "pending", "reask"];
+const LAPSED = {
+  expired: "Expired",
+  rejected: "Declined",
+  revoked_profile: "Switched off",
+  revoked_automatic: "Revoked by Meta",
+  revoked_reconciled: "Revoked (Meta's answer)",
+};
+const REQUEST_WHY = {
+  request_limit_24h: "Meta allows one request per 24 h",
+  request_limit_7d: "Meta allows two requests per 7 days",
+  permanent_granted: "a permanent permission is held",
+};
+
+function renderTabs() {
+  for (const b of document.querySelectorAll("#tabs .tab")) {
+    const on = b.dataset.tab === state.tab;
+    b.setAttribute("aria-selected", String(on));
+    b.tabIndex = on ? 0 : -1;
+  }
+  for (const t of TABS) $("panel-" + t).hidden = t !== state.tab;
+  $("tab-pending-count").textContent = state.pending.size ? String(state.pending.size) : "";
+  $("tab-reask-count").textContent = state.reask.length ? String(state.reask.length) : "";
+}
+
+function selectTab(tab) {
+  state.tab = tab;
+  writeURL();
+  renderTabs();
+  if (tab !== "accepted") loadLists();
+}
+
+for (const b of document.querySelectorAll("#tabs .tab")) b.addEventListener("click", () => selectTab(b.dataset.tab));
+$("tabs").addEventListener("keydown", (ev) => {
+  if (ev.key !== "ArrowRight" && ev.key !== "ArrowLeft") return;
+  const i = TABS.indexOf(state.tab) + (ev.key === "ArrowRight" ? 1 : TABS.length - 1);
+  selectTab(TABS[i % TABS.length]);
+  $("tab-" + state.tab).focus();
+  ev.preventDefault();
+});
+
+// loadLists reads the channel's Pending and Re-ask lists; the stream's
+// pending events keep Pending live, and any change reloads Re-ask.
+let listsSeq = 0;
+async function loadLists() {
+  const ch = state.channel;
+  if (!ch) return;
+  const seq = ++listsSeq;
+  const base = `/api/channels/${encodeURIComponent(ch)}`;
+  try {
+    const pending = new Map();
+    let cursor = "";
+    do {
+      const q = new URLSearchParams({ limit: "1000" });
+      if (cursor) q.set("cursor", cursor);
+      const page = await api(`${base}/pending?${q}`);
+      for (const p of page.pending) pending.set(p.contact, p);
+      cursor = page.next_cursor;
+    } while (cursor);
+    const reask = [];
+    cursor = "";
+    do {
+      const q = new URLSearchParams({ limit: "1000" });
+      if (cursor) q.set("cursor", cursor);
+      const page = await api(`${base}/reask?${q}`);
+      reask.push(...page.contacts);
+      cursor = page.next_cursor;
+    } while (cursor && reask.length < 5000);
+    if (seq !== listsSeq || ch !== state.channel) return;
+    state.pending = pending;
+    state.reask = reask;
+    state.listsChannel = ch;
+  } catch (e) {
+    failed(e);
+    return;
+  }
+  renderPending();
+  renderReask();
+}
+
+let reaskTimer = null;
+function scheduleReask() {
+  clearTimeout(reaskTimer);
+  reaskTimer = setTimeout(loadLists, 250);
+}
+
+function whoCell(e, selectable) {
+  const open = el("button", "open");
+  open.type = "button";
+  const who = el("span", "who");
+  const shown = e.wa_id || e.contact;
+  who.append(el("span", "name", e.name || phone(shown)), el("span", "num", e.name ? phone(shown) : "no profile name"));
+  open.append(who);
+  if (selectable) open.addEventListener("click", () => selectContact(e.contact, true));
+  return open;
+}
+
+function renderPending() {
+  const rows = $("pending-rows");
+  const list = [...state.pending.values()].sort((a, b) => Date.parse(a.lapses_at) - Date.parse(b.lapses_at) || (a.contact < b.contact ? -1 : 1));
+  rows.replaceChildren(...list.map((p) => {
+    const row = el("li", "row pending");
+    row.dataset.contact = p.contact;
+    const perm = el("div", "perm");
+    perm.append(el("span", "sent-tag", "Request sent"), el("span", "source", "sent " + abs(p.sent_at)));
+    const timer = el("div", "timer");
+    const lapses = el("span", "countdown lapses", "lapses " + rel(p.lapses_at));
+    lapses.dataset.at = p.lapses_at;
+    timer.append(lapses, el("span", "until", "unless the user answers by " + abs(p.lapses_at)));
+    row.append(whoCell(p, true), perm, timer, el("div", "calls"), el("div", "actions"));
+    return row;
+  }));
+  $("pending-count").textContent = String(list.length);
+  $("pending-empty").hidden = list.length > 0;
+  renderTabs();
+}
+
+function renderReask() {
+  const rows = $("reask-rows");
+  rows.replaceChildren(...state.reask.map((e) => {
+    const row = el("li", "row reask");
+    row.dataset.contact = e.contact;
+    const perm = el("div", "perm");
+    perm.append(el("span", "lapse " + e.status, LAPSED[e.status] || e.status), el("span", "source", rel(e.lapsed_at)));
+    const timer = el("div", "timer");
+    timer.append(el("span", "countdown", e.can_request ? "Can ask now" : "Can ask " + rel(e.allowed_at)),
+      el("span", "until", e.can_request ? "within Meta's limits" : (REQUEST_WHY[e.request_reason] || e.request_reason.replaceAll("_", " "))));
+    const actions = el("div", "actions");
+    const b = el("button", "request", "Request permission");
+    b.type = "button";
+    b.setAttribute("aria-label", "Request permission from " + (e.name || phone(e.wa_id || e.contact)));
+    if (!e.can_request) {
+      b.disabled = true;
+      b.title = "Not now: " + (REQUEST_WHY[e.request_reason] || e.request_reason) + (e.allowed_at ? ", possible " + when(e.allowed_at) : "");
+    }
+    b.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      requestPermission(e.contact, e.name, b);
+    });
+    actions.append(b);
+    row.append(whoCell(e, true), perm, timer, el("div", "calls"), actions);
+    return row;
+  }));
+  $("reask-count").textContent = String(state.reask.length);
+  $("reask-empty").hidden = state.reask.length > 0;
+  $("reask-all").disabled = !state.reask.some((e) => e.can_request);
+  renderTabs();
+}
+
+// requestControls is the contact panel's Request permission button,
+// disabled with the reason when a request cannot go now.
+function requestControls(x) {
+  const b = el("button", "request big-request", "Request permission");
+  b.type = "button";
+  b.id = "request-permission";
+  let why = "";
+  if (x.callable && x.kind === "permanent") why = "A permanent permission is held: no request needed.";
+  else if (x.pending) why = "A request is pending: the user has not answered yet.";
+  else if (!x.can_request) why = "Not now: " + (REQUEST_WHY[x.request_reason] || x.request_reason.replaceAll("_", " ")) +
+    (x.next_request_at ? `; possible ${when(x.next_request_at)}.` : ".");
+  else if (!x.request_via) why = "Cannot send: " + (x.request_blocked || "not configured") + ".";
+  const out = [b];
+  if (why) {
+    b.disabled = true;
+    b.setAttribute("aria-describedby", "request-why");
+    const p = el("p", "request-why", why);
+    p.id = "request-why";
+    out.push(p);
+  } else {
+    b.title = x.request_via === "message" ? "A free-form request: the user wrote within 24 h" : "The approved template: outside the 24 h window";
+  }
+  b.addEventListener("click", () => requestPermission(x.contact, x.name, b));
+  return out;
+}
+
+async function requestPermission(contact, name, button) {
+  const ch = state.channel;
+  const who = name || phone(contact);
+  if (button) button.disabled = true;
+  try {
+    const r = await api(`/api/channels/${encodeURIComponent(ch)}/contacts/${encodeURIComponent(contact)}/request`, "POST");
+    notice(`Request sent to ${who} (${r.via === "message" ? "message" : "template"}); it lapses ${when(r.lapses_at)} without an answer.`, "ok");
+  } catch (e) {
+    if (!failed(e)) notice(`Request not sent to ${who}: ${e.message}`, "error");
+    if (button) button.disabled = false;
+  }
+}
+
+$("reask-all").addEventListener("click", async () => {
+  const ch = state.channel;
+  const b = $("reask-all");
+  b.disabled = true;
+  try {
+    const r = await api(`/api/channels/${encodeURIComponent(ch)}/reask`, "POST");
+    const why = r.results.filter((x) => !x.sent).map((x) => `${x.name || phone(x.contact)}: ${x.error}`);
+    notice(`Re-ask: ${r.sent} request${r.sent === 1 ? "" : "s"} sent` + (why.length ? `; not sent: ${why.join("; ")}` : "."), why.length ? "warn" : "ok");
+  } catch (e) {
+    if (!failed(e)) notice("Re-ask failed: " + e.message, "error");
+  } finally {
+    loadLists();
+  }
+});
 
 // ---- boot ----
 
