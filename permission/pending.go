@@ -302,6 +302,9 @@ func (w *batchWriter) settlePending(r *request, p *pending, appended *[]store.Ch
 		drop(s.pend)
 	}
 	for _, q := range w.order {
+		if !w.joined {
+			break // no person of the batch joined another: none holds p's row
+		}
 		if q == p || !q.state.pend.ok {
 			continue
 		}

@@ -123,6 +123,7 @@ type batchWriter struct {
 	persons []*pending
 	slab    [][]pending // the batch's persons, in chunks that never move
 	used    int
+	joined  bool // some persons of the batch joined into one
 }
 
 const slabChunk = 16
@@ -165,7 +166,7 @@ func (w *batchWriter) reset() {
 	for i := 0; i < w.used; i += slabChunk {
 		clear(w.slab[i/slabChunk][:min(slabChunk, w.used-i)])
 	}
-	w.used = 0
+	w.used, w.joined = 0, false
 	clear(w.order)
 	clear(w.appended)
 	clear(w.refs)
@@ -509,6 +510,7 @@ func (w *batchWriter) resolve(channel string, ids []string) (*pending, error) {
 		return p, nil
 	}
 	base := persons[0]
+	w.joined = w.joined || len(persons) > 1
 	for _, o := range persons[1:] {
 		base.state.union(&o.state)
 		base.replaced = append(base.replaced, o.replaced...)
