@@ -200,8 +200,14 @@ func historyEvent(e *store.LedgerEvent) HistoryEvent {
 		h.What = "inbound call"
 	case EventRequestSent:
 		h.What = "request sent"
+		if e.Source == string(SourceReconcile) {
+			h.What = "request counted by Meta"
+		}
 	case EventBusinessCall:
 		h.What = "business call"
+		if e.Source == string(SourceReconcile) {
+			h.What = "call counted by Meta"
+		}
 	default:
 		switch {
 		case e.Permanent:

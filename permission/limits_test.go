@@ -199,3 +199,45 @@ func TestDecisionsNeverExceedCaps(t *testing.T) {
 		require.NotEmpty(t, requests)
 	}
 }
+
+// TestUsageMetaCounted: usage a reconciliation recorded (SourceReconcile)
+// takes a slot of its limit and does nothing else: a call slot that neither
+// resets the request limits nor touches the streak; a request that is not
+// pending and is not answered by a reply.
+func TestUsageMetaCounted(t *testing.T) {
+	f := newFixture(t, Config{Limits: LimitsConfig{CallsPerWindow: 2}})
+	f.record(permanent("u", t0, SourceRequest))
+	f.record(businessCall("u", "wacid.missed", t0.Add(time.Minute), false))
+	call := businessCall("u", "reconcile.start_call.1", t0.Add(time.Hour), true)
+	call.Source = SourceReconcile
+	f.record(call)
+	d, err := f.tr.CanCall(f.ctx, ch, "u", t0.Add(2*time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, 1, d.Limits.CallsLeft, "the counted call takes a slot")
+	assert.Equal(t, 1, d.Limits.UnansweredStreak, "and is no connected call: the streak stands")
+	d, err = f.tr.CanCall(f.ctx, ch, "u", t0.Add(25*time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, 2, d.Limits.CallsLeft, "the slot frees 24 h after it")
+
+	g := newFixture(t, Config{})
+	g.record(grant("v", t0))
+	req := requestSent("v", "reconcile.request.1", t0.Add(time.Hour))
+	req.Source = SourceReconcile
+	g.record(req)
+	r, err := g.tr.CanRequest(g.ctx, ch, "v", t0.Add(2*time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, 0, r.Limits.RequestsLeftDay)
+	assert.Equal(t, 1, r.Limits.RequestsLeftWeek)
+	n, err := g.tr.CountPending(ch, t0.Add(2*time.Hour))
+	require.NoError(t, err)
+	assert.Zero(t, n, "usage Meta counted is not a pending request")
+
+	// Only SourceReconcile, and only on requests and business calls.
+	for _, e := range []Event{
+		{Type: EventRequestSent, Channel: ch, Contact: "v", ID: "wamid.2", At: t0, Source: SourceProfile},
+		{Type: EventInboundCall, Channel: ch, Contact: "v", ID: "wacid.3", At: t0, Source: SourceReconcile},
+	} {
+		_, err := g.tr.Record(g.ctx, e)
+		assert.ErrorIs(t, err, ErrInvalidEvent, "%s with source %q", e.Type, e.Source)
+	}
+}

@@ -75,11 +75,15 @@ const (
 	// call was picked up: it also resets the request limits.
 	EventInboundCall
 	// EventRequestSent: the host sent a call permission request (ID is the
-	// message id). Counts against the request limits.
+	// message id). Counts against the request limits. With Source
+	// SourceReconcile it is a request Meta counted that no event of ours
+	// explains: it counts against the limits only (it is not pending).
 	EventRequestSent
 	// EventBusinessCall: a business-initiated call ended. Connected reports
 	// whether the user picked up; unanswered or rejected calls build the
-	// unanswered streak.
+	// unanswered streak. With Source SourceReconcile it is a call Meta
+	// counted against the call limit that no event of ours explains: it
+	// takes a call slot and nothing else.
 	EventBusinessCall
 	// EventIdentity: Meta showed that the identifiers of the event (Contact
 	// and Aliases) name one person: a user_changed_number or
@@ -137,7 +141,10 @@ type Event struct {
 	// Grants only.
 	Permanent bool      // permanent grant (no expiry)
 	ExpiresAt time.Time // temporary grants: Meta's expiration_timestamp; zero means At + TTL
-	Source    Source    // SourceRequest, SourceCallback or SourceProfile (default SourceRequest)
+	// Source: SourceRequest, SourceCallback, SourceProfile or
+	// SourceReconcile (default SourceRequest). Also SourceReconcile on
+	// EventRequestSent and EventBusinessCall: usage Meta counted.
+	Source Source
 
 	// Revokes only (default RevokeRejected).
 	Reason RevokeReason
@@ -412,6 +419,12 @@ func (e Event) validate(ttl time.Duration) (Event, error) {
 	case EventInboundCall, EventRequestSent, EventBusinessCall:
 		if e.ID == "" {
 			return e, invalid("%s event without an id", e.Type)
+		}
+		switch {
+		case e.Source == "":
+		case e.Source == SourceReconcile && e.Type != EventInboundCall:
+		default:
+			return e, invalid("source %q on a %s event (only %q, for usage Meta counted)", e.Source, e.Type, SourceReconcile)
 		}
 	case EventIdentity:
 		// Only identifiers (checked above).

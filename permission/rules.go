@@ -51,6 +51,11 @@ const callReplyWindow = 8 * 24 * time.Hour
 // Activity kinds.
 const (
 	actRequest    = "request"        // permission request sent by the business
+	// Usage Meta counted that no recorded event explains (a reconciliation
+	// recorded it with SourceReconcile): it counts against the limits and
+	// nothing else (no pending request, no limit reset, no streak).
+	actRequestUsage = "request_usage"
+	actCallUsage    = "call_usage"
 	actCallOut    = "call_connected" // business-initiated call picked up
 	actCallMissed = "call_unanswered"
 	actCallIn     = "call_in_connected" // user-initiated call picked up
@@ -408,8 +413,14 @@ func (s *pairState) foldFacts(e rec) bool {
 		}
 		return changed
 	case EventRequestSent:
+		if e.source == SourceReconcile {
+			return s.addActivity(activity{actRequestUsage, e.id, e.at})
+		}
 		return s.addActivity(activity{actRequest, e.id, e.at})
 	case EventBusinessCall:
+		if e.source == SourceReconcile {
+			return s.addActivity(activity{actCallUsage, e.id, e.at})
+		}
 		kind := actCallMissed
 		if e.connected {
 			kind = actCallOut
@@ -616,8 +627,10 @@ func (s *pairState) summarize() summary {
 			if _, picked := first[[2]string{actCallOut, a.id}]; !picked {
 				sum.unanswered = append(sum.unanswered, a.at)
 			}
-		case actRequest:
+		case actRequest, actRequestUsage:
 			sum.requests = append(sum.requests, a.at)
+		case actCallUsage:
+			sum.connectedOut = append(sum.connectedOut, a.at) // a call slot, not a connection
 		}
 	}
 	return sum

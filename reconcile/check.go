@@ -1,8 +1,10 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/callready/callready/cloudapi"
@@ -121,7 +123,10 @@ type Result struct {
 //     it.
 //
 // Meta's request and call limits are compared with the tracker's Limits
-// and reported as RequestBudget and CallBudget drift, not recorded.
+// and reported as RequestBudget and CallBudget drift. Where Meta counts
+// more use than we do, the difference is recorded as usage (see
+// usageEvents), so the tracker's budget is corrected; where it counts less,
+// nothing is recorded (ours errs toward not sending and not calling).
 //
 // An error from Meta is returned unrecorded (a rate limit beyond the
 // client's retries is counted in Stats.RateLimited).
@@ -158,7 +163,9 @@ func (r *Reconciler) CheckContact(ctx context.Context, channel, contact string) 
 	}
 	res := Result{Channel: channel, Contact: contact, CheckedAt: at, Meta: metaState(p, at), Before: ours(ex)}
 	res.Drift, res.Recorded = r.compare(channel, contact, at, res.Meta, ex)
-	res.Drift = append(res.Drift, budgetDrift(p, ex.Limits)...)
+	budget := budgetDrift(p, ex.Limits)
+	res.Drift = append(res.Drift, budget...)
+	res.Recorded = append(res.Recorded, usageEvents(channel, contact, at, budget)...)
 	res.After = res.Before
 	if len(res.Recorded) > 0 {
 		if res.Changes, err = r.cfg.Tracker.Record(ctx, res.Recorded...); err != nil {
@@ -263,6 +270,60 @@ func describe(s State) string {
 		return "temporary"
 	}
 	return "temporary until " + s.ExpiresAt.Format(time.RFC3339)
+}
+
+// usageEvents are the corrections for the budget drift where Meta counts
+// more use than the tracker: one event per use Meta counted beyond ours,
+// with SourceReconcile (a request or a call that counts against the limit
+// and does nothing else: no pending request, no limit reset, no streak),
+// stamped at limit_expiration_time minus the window so that it leaves the
+// tracker's window when it leaves Meta's; without limit_expiration_time at
+// the check's instant, which can only keep it counted longer than Meta
+// does. Windows are corrected shortest first, and a use recorded for one
+// counts toward a longer window it falls in (a request Meta counted today
+// is in its 7-day count too). Their ids are derived from the window and
+// the count, so checking again before anything changes records nothing
+// new.
+func usageEvents(channel, contact string, at time.Time, drift []Drift) []permission.Event {
+	type window struct {
+		d      Drift
+		period time.Duration
+	}
+	var ws []window
+	for _, d := range drift {
+		if b := d.Budget; b != nil && b.OursLeft > b.MetaLeft {
+			if period, err := cloudapi.ParseISODuration(b.TimePeriod); err == nil && period > 0 {
+				ws = append(ws, window{d, period})
+			}
+		}
+	}
+	slices.SortStableFunc(ws, func(a, b window) int { return cmp.Compare(a.period, b.period) })
+	var out []permission.Event
+	for _, w := range ws {
+		b := w.d.Budget
+		typ := permission.EventRequestSent
+		if w.d.Kind == CallBudget {
+			typ = permission.EventBusinessCall
+		}
+		missing := b.OursLeft - b.MetaLeft
+		for _, e := range out {
+			if e.Type == typ && at.Sub(e.At) < w.period {
+				missing-- // recorded for a shorter window, inside this one
+			}
+		}
+		stamp := at
+		if !b.FreeAt.IsZero() && b.FreeAt.Add(-w.period).Before(at) {
+			stamp = b.FreeAt.Add(-w.period)
+		}
+		for i := range max(0, missing) {
+			out = append(out, permission.Event{
+				Type: typ, Channel: channel, Contact: contact, At: stamp, Source: permission.SourceReconcile,
+				Origin: permission.OriginReconcile,
+				ID:     fmt.Sprintf("reconcile.%s.%s.%d.%d", b.Action, b.TimePeriod, stamp.Unix(), b.CurrentUsage-i),
+			})
+		}
+	}
+	return out
 }
 
 // budgetDrift compares Meta's limits with the tracker's budget.

@@ -36,8 +36,10 @@
 // a revocation when Meta's is earlier, since the tracker keeps the
 // covering grant that lasts longest). Meta's request and call limits
 // (current_usage, limit_expiration_time) are compared with the tracker's
-// Limits and reported as budget drift; they are not recorded, as the
-// tracker's budget is derived from recorded requests and calls.
+// Limits and reported as budget drift; where Meta counts more use, the
+// difference is recorded as usage events (requests and calls with
+// SourceReconcile, which count against the limits and do nothing else),
+// so the local budget follows Meta's.
 //
 // Stats counts checks, errors and drift by kind, for metrics.
 package reconcile

@@ -343,15 +343,37 @@ func TestBudgetDrift(t *testing.T) {
 	require.Equal(t, "P7D", week.TimePeriod)
 	require.Equal(t, 1, week.MetaLeft)
 	require.Equal(t, 2, week.OursLeft)
-	require.Empty(t, res.Recorded, "budget drift is reported, not recorded")
 	require.Equal(t, int64(2), e.rec.Stats().Drift[reconcile.RequestBudget])
 
-	// Once the tracker knows the request, it agrees with Meta.
-	_, err = e.tr.Record(ctx, permission.Event{Type: permission.EventRequestSent, Channel: channel, Contact: phone, At: start, ID: "wamid.x"})
+	// The request Meta counts is recorded as usage, in Meta's day window
+	// (it leaves ours when Meta's limit frees), and it is in the week's
+	// count too: one event corrects both windows.
+	require.Len(t, res.Recorded, 1)
+	u := res.Recorded[0]
+	require.Equal(t, permission.EventRequestSent, u.Type)
+	require.Equal(t, permission.SourceReconcile, u.Source)
+	require.Equal(t, permission.OriginReconcile, u.Origin)
+	require.Equal(t, start, u.At, "limit_expiration_time minus 24 h")
+	d, err := e.tr.CanRequest(ctx, channel, phone, e.clk.Now())
 	require.NoError(t, err)
+	require.False(t, d.Allowed, "Meta's limit is the tracker's now")
+	require.Equal(t, 0, d.Limits.RequestsLeftDay)
+	require.Equal(t, 1, d.Limits.RequestsLeftWeek)
+	pend, err := e.tr.CountPending(channel, e.clk.Now())
+	require.NoError(t, err)
+	require.Zero(t, pend, "usage Meta counted is no pending request")
+
+	// Checking again finds nothing to correct.
 	res, err = e.rec.CheckContact(ctx, channel, phone)
 	require.NoError(t, err)
 	require.Empty(t, res.Drift)
+	require.Empty(t, res.Recorded)
+
+	// When Meta's day window frees, ours does too.
+	e.clk.Add(24*time.Hour + time.Second)
+	d, err = e.tr.CanRequest(ctx, channel, phone, e.clk.Now())
+	require.NoError(t, err)
+	require.Equal(t, 1, d.Limits.RequestsLeftDay)
 }
 
 func TestRoundPriorities(t *testing.T) {
