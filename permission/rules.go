@@ -50,15 +50,15 @@ const callReplyWindow = 8 * 24 * time.Hour
 
 // Activity kinds.
 const (
-	actRequest    = "request"        // permission request sent by the business
+	actRequest = "request" // permission request sent by the business
 	// Usage Meta counted that no recorded event explains (a reconciliation
 	// recorded it with SourceReconcile): it counts against the limits and
 	// nothing else (no pending request, no limit reset, no streak).
 	actRequestUsage = "request_usage"
 	actCallUsage    = "call_usage"
-	actCallOut    = "call_connected" // business-initiated call picked up
-	actCallMissed = "call_unanswered"
-	actCallIn     = "call_in_connected" // user-initiated call picked up
+	actCallOut      = "call_connected" // business-initiated call picked up
+	actCallMissed   = "call_unanswered"
+	actCallIn       = "call_in_connected" // user-initiated call picked up
 	// activityHorizon is the longest window kept (7 d) plus slack, behind
 	// the newest activity.
 	activityHorizon = 8 * 24 * time.Hour
