@@ -124,35 +124,40 @@ func unix(v any) (int64, bool) {
 	return 0, false
 }
 
-// body returns the i-th body of f: its users and item ids made unique to
-// i, its item timestamps moved so that the latest is now (expiries move
-// with them).
-func (f *fixture) body(i int, now time.Time) ([]byte, error) {
+// body returns the i-th body of f: its item ids made unique to i, its
+// users those of body i (of body i % users when users > 0, a bounded
+// population), its item timestamps moved so that the latest is now
+// (expiries move with them).
+func (f *fixture) body(i, users int, now time.Time) ([]byte, error) {
 	shift := int64(0)
 	if f.last > 0 {
 		shift = now.Unix() - f.last
 	}
-	out := f.rewrite(f.tree, "", i, shift)
+	who := i
+	if users > 0 {
+		who = i % users
+	}
+	out := f.rewrite(f.tree, "", i, who, shift)
 	return json.Marshal(out)
 }
 
-func (f *fixture) rewrite(v any, key string, i int, shift int64) any {
+func (f *fixture) rewrite(v any, key string, i, who int, shift int64) any {
 	switch x := v.(type) {
 	case map[string]any:
 		m := make(map[string]any, len(x))
 		for k, c := range x {
-			m[k] = f.rewrite(c, k, i, shift)
+			m[k] = f.rewrite(c, k, i, who, shift)
 		}
 		return m
 	case []any:
 		s := make([]any, len(x))
 		for j, c := range x {
-			s[j] = f.rewrite(c, key, i, shift)
+			s[j] = f.rewrite(c, key, i, who, shift)
 		}
 		return s
 	case string:
 		if u, ok := f.users[x]; ok && userKeys[key] {
-			return userValue(x, u, i)
+			return userValue(x, u, who)
 		}
 		if key == "id" && (strings.HasPrefix(x, "wamid.") || strings.HasPrefix(x, "wacid.")) {
 			return x + ".lg" + strconv.Itoa(i)

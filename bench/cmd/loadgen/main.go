@@ -51,6 +51,7 @@ type config struct {
 	N        int
 	Clients  int
 	Rate     float64
+	Users    int // bodies name users of body i % Users (0: every body its own users)
 	Duration time.Duration
 	Interval time.Duration
 	Fixtures string
@@ -67,6 +68,7 @@ func main() {
 	flag.IntVar(&cfg.N, "n", 20000, "bodies to post (0: no bound, with -duration)")
 	flag.IntVar(&cfg.Clients, "c", 32, "concurrent clients, one keep-alive connection each")
 	flag.Float64Var(&cfg.Rate, "rate", 0, "bodies per second on a fixed schedule (0: as fast as answered)")
+	flag.IntVar(&cfg.Users, "users", 0, "bound the population: body i names the users of body i % users, with ids still its own (0: new users in every body)")
 	flag.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (0: when -n are posted)")
 	flag.DurationVar(&cfg.Interval, "interval", 0, "also report every interval (e.g. 1m for the soak's p99 per minute)")
 	flag.StringVar(&cfg.Fixtures, "fixtures", "../webhook/testdata/fixtures", "directory of the fixture bodies")
@@ -130,7 +132,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gen := &generator{fixtures: fx}
+	gen := &generator{fixtures: fx, users: cfg.Users}
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
@@ -280,6 +282,7 @@ func post(ctx context.Context, client *http.Client, cfg config, j job) sample {
 type generator struct {
 	mu       sync.Mutex
 	fixtures []*fixture
+	users    int
 	i        int
 }
 
@@ -289,7 +292,7 @@ func (g *generator) next(now time.Time) (job, error) {
 	g.i++
 	g.mu.Unlock()
 	f := g.fixtures[i%len(g.fixtures)]
-	b, err := f.body(i, now)
+	b, err := f.body(i, g.users, now)
 	if err != nil {
 		return job{}, err
 	}

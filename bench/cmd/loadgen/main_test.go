@@ -93,3 +93,37 @@ func TestRunCountsWhatTheServerRecorded(t *testing.T) {
 	require.Equal(t, 5, r.Non200)
 	require.Equal(t, map[int]int{403: 5}, r.Statuses)
 }
+
+// With -users, body i names the users of body i % users (the active set
+// stops growing) while its event ids stay its own (nothing dedupes).
+func TestBoundedUsers(t *testing.T) {
+	fx, err := loadFixtures(fixtures, DefaultFixtures)
+	require.NoError(t, err)
+	const users = 2 * 7 // a multiple of no fixture count in particular
+	g := &generator{fixtures: fx, users: users}
+	now := time.Unix(1780000000, 0)
+	contacts := map[string]bool{}
+	ids := map[string]bool{}
+	for range 5 * users {
+		j, err := g.next(now)
+		require.NoError(t, err)
+		b, err := webhook.Parse(j.body)
+		require.NoError(t, err)
+		for _, e := range b.Events {
+			contacts[e.Contact] = true
+			if e.ID != "" {
+				key := e.Type.String() + e.ID
+				require.False(t, ids[key], "event id %s twice", e.ID)
+				ids[key] = true
+			}
+		}
+	}
+	require.NotEmpty(t, contacts)
+	// Bodies i and i+users name the same user slots: at most users × the
+	// most users a fixture has.
+	most := 0
+	for _, f := range fx {
+		most = max(most, len(f.users))
+	}
+	require.LessOrEqual(t, len(contacts), users*most)
+}

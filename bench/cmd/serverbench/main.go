@@ -49,6 +49,7 @@ type options struct {
 	duration time.Duration
 	soak     time.Duration
 	rate     float64
+	users    int
 	sample   time.Duration
 	stores   string
 	server   string
@@ -66,6 +67,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 0, "bound each run in time instead (with -n 0)")
 	flag.DurationVar(&o.soak, "soak", 0, "soak for this long at -rate, sampling RSS and the p99 per minute")
 	flag.Float64Var(&o.rate, "rate", 0, "webhooks per second of the soak (or of a fixed-rate run)")
+	flag.IntVar(&o.users, "users", 0, "loadgen's -users: a bounded population (body i names the users of body i % users), so the active set stops growing (0: new users in every body)")
 	flag.DurationVar(&o.sample, "sample", 10*time.Second, "RSS sampling interval of the soak")
 	flag.StringVar(&o.stores, "stores", "sqlite,postgres", "stores to run: sqlite, postgres (when CALLREADY_TEST_POSTGRES is set)")
 	flag.StringVar(&o.server, "server", "../examples/server", "the server's package directory")
@@ -251,6 +253,9 @@ func runOne(ctx context.Context, o options, store, dsn, work, serverBin, loadgen
 
 	args := []string{"-url", "http://" + addr + "/webhook", "-secret", secret, "-c", strconv.Itoa(o.clients),
 		"-fixtures", fixtures, "-json"}
+	if o.users > 0 {
+		args = append(args, "-users", strconv.Itoa(o.users))
+	}
 	switch {
 	case o.soak > 0:
 		if o.rate <= 0 {
@@ -391,6 +396,9 @@ func printResults(w io.Writer, o options, results []result) {
 	switch {
 	case o.soak > 0:
 		mode = fmt.Sprintf("soak %s at %.0f/s", o.soak, o.rate)
+		if o.users > 0 {
+			mode += fmt.Sprintf(", %d bodies' users in turn", o.users)
+		}
 	case o.rate > 0:
 		mode = fmt.Sprintf("%.0f/s fixed rate", o.rate)
 	}
