@@ -2,6 +2,7 @@ package permission
 
 import (
 	"context"
+	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"testing"
@@ -123,5 +124,81 @@ func BenchmarkRebuild1M(b *testing.B) {
 		}
 		t2.Close()
 		b.StartTimer()
+	}
+}
+
+// filledRandom is filled with expiries in random order over a week (so
+// records and pages land anywhere in the index, as in bench/), and returns
+// 4,096 page cursors of the listing, shuffled.
+func filledRandom(b *testing.B, n int) (*Tracker, []string) {
+	b.Helper()
+	ctx := context.Background()
+	clk := clock.NewMock()
+	clk.Set(t0)
+	tr, err := New(ctx, Config{Store: memory.New(memory.Config{}), Clock: clk})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tr.Close() })
+	r := rand.New(rand.NewPCG(1, 2))
+	batch := make([]Event, 0, DefaultMaxBatch)
+	for i := range n {
+		exp := t0.Add(time.Hour + time.Duration(r.Int64N(int64(167*time.Hour))))
+		batch = append(batch, Event{Type: EventGrant, Channel: ch, Contact: "1650" + strconv.Itoa(1_000_000+i), At: t0, ExpiresAt: exp})
+		if len(batch) == cap(batch) || i == n-1 {
+			if _, err := tr.Record(ctx, batch...); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	// Cursors at every seventh page boundary, visited in random order.
+	var cursors []string
+	q := Query{Limit: 50, Now: t0.Add(30 * time.Minute)}
+	for i := 0; len(cursors) < 4096; i++ {
+		p, err := tr.Eligible(ctx, ch, q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if p.NextCursor == "" {
+			break
+		}
+		if i%7 == 0 {
+			cursors = append(cursors, p.NextCursor)
+		}
+		q.Cursor = p.NextCursor
+	}
+	r.Shuffle(len(cursors), func(i, j int) { cursors[i], cursors[j] = cursors[j], cursors[i] })
+	runtime.GC()
+	return tr, cursors
+}
+
+// BenchmarkDeepPageRandom: a page of 50 at a random cursor of 1M grants.
+func BenchmarkDeepPageRandom(b *testing.B) {
+	tr, cursors := filledRandom(b, 1_000_000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		p, err := tr.Eligible(ctx, ch, Query{Limit: 50, Now: t0.Add(30 * time.Minute), Cursor: cursors[i%len(cursors)]})
+		if err != nil || len(p.Entries) != 50 {
+			b.Fatal(err, len(p.Entries))
+		}
+	}
+}
+
+// BenchmarkRecordRandom: one new contact with a random expiry recorded
+// into 1M grants with random expiries.
+func BenchmarkRecordRandom(b *testing.B) {
+	tr, _ := filledRandom(b, 1_000_000)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(3, 4))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		exp := t0.Add(time.Hour + time.Duration(r.Int64N(int64(167*time.Hour))))
+		if _, err := tr.Record(ctx, Event{Type: EventGrant, Channel: ch, Contact: "3461" + strconv.Itoa(i), At: t0, ExpiresAt: exp}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
