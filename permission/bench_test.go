@@ -17,6 +17,13 @@ import (
 // grants in one channel, granted at t0 (the clock) and expiring one second
 // apart from t0+1h.
 func filled(b *testing.B, n int) *Tracker {
+	return loaded(b, n, func(i int) time.Time { return t0.Add(time.Hour + time.Duration(i)*time.Second) })
+}
+
+// loaded returns a tracker on the memory store holding n active temporary
+// grants in one channel, granted at t0 (the clock), the i-th expiring at
+// expiry(i); recorded in batches of DefaultMaxBatch.
+func loaded(b *testing.B, n int, expiry func(i int) time.Time) *Tracker {
 	b.Helper()
 	ctx := context.Background()
 	clk := clock.NewMock()
@@ -28,8 +35,7 @@ func filled(b *testing.B, n int) *Tracker {
 	b.Cleanup(func() { tr.Close() })
 	batch := make([]Event, 0, DefaultMaxBatch)
 	for i := range n {
-		exp := t0.Add(time.Hour + time.Duration(i)*time.Second)
-		batch = append(batch, Event{Type: EventGrant, Channel: ch, Contact: "1650" + strconv.Itoa(1_000_000+i), At: t0, ExpiresAt: exp})
+		batch = append(batch, Event{Type: EventGrant, Channel: ch, Contact: "1650" + strconv.Itoa(1_000_000+i), At: t0, ExpiresAt: expiry(i)})
 		if len(batch) == cap(batch) || i == n-1 {
 			if _, err := tr.Record(ctx, batch...); err != nil {
 				b.Fatal(err)
@@ -133,25 +139,8 @@ func BenchmarkRebuild1M(b *testing.B) {
 func filledRandom(b *testing.B, n int) (*Tracker, []string) {
 	b.Helper()
 	ctx := context.Background()
-	clk := clock.NewMock()
-	clk.Set(t0)
-	tr, err := New(ctx, Config{Store: memory.New(memory.Config{}), Clock: clk})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { tr.Close() })
 	r := rand.New(rand.NewPCG(1, 2))
-	batch := make([]Event, 0, DefaultMaxBatch)
-	for i := range n {
-		exp := t0.Add(time.Hour + time.Duration(r.Int64N(int64(167*time.Hour))))
-		batch = append(batch, Event{Type: EventGrant, Channel: ch, Contact: "1650" + strconv.Itoa(1_000_000+i), At: t0, ExpiresAt: exp})
-		if len(batch) == cap(batch) || i == n-1 {
-			if _, err := tr.Record(ctx, batch...); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
+	tr := loaded(b, n, func(int) time.Time { return t0.Add(time.Hour + time.Duration(r.Int64N(int64(167*time.Hour)))) })
 	// Cursors at every seventh page boundary, visited in random order.
 	var cursors []string
 	q := Query{Limit: 50, Now: t0.Add(30 * time.Minute)}
