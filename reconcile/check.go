@@ -37,11 +37,12 @@ const (
 	ConfirmedCallback DriftKind = "confirmed_callback"
 	// RequestBudget: Meta's usage of the permission request limits (24 h
 	// or 7 d) leaves a different number of requests than the tracker's
-	// Limits (requests sent by another tool, or not recorded). Reported,
-	// not recorded: the tracker's budget comes from recorded requests.
+	// Limits (requests sent by another tool, or not recorded). When Meta
+	// counts more, the difference is recorded as usage (see usageEvents).
 	RequestBudget DriftKind = "request_budget"
 	// CallBudget: Meta's start_call usage leaves a different number of
-	// calls than the tracker's Limits.CallsLeft. Reported, not recorded.
+	// calls than the tracker's Limits.CallsLeft; recorded as usage when
+	// Meta counts more.
 	CallBudget DriftKind = "call_budget"
 )
 

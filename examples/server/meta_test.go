@@ -148,12 +148,18 @@ func TestCheckWithMetaBudgetDrift(t *testing.T) {
 	require.NoError(t, err)
 	res, code := e.check("16505550000")
 	require.Equal(t, http.StatusOK, code, res.Error)
-	require.False(t, res.Changed, "budget drift is reported, not recorded")
+	require.True(t, res.Changed, "the request Meta counts is recorded as usage")
 	require.Len(t, res.Drift, 2)
 	require.Equal(t, "request_budget", res.Drift[0].Kind)
 	require.Equal(t, "PT24H", res.Drift[0].Budget.TimePeriod)
 	require.Equal(t, 0, res.Drift[0].Budget.MetaLeft)
 	require.Equal(t, 1, res.Drift[0].Budget.OursLeft)
+
+	// Checking again: our budget is Meta's now.
+	res, code = e.check("16505550000")
+	require.Equal(t, http.StatusOK, code, res.Error)
+	require.False(t, res.Changed)
+	require.Empty(t, res.Drift)
 }
 
 func TestCheckWithMetaErrors(t *testing.T) {
