@@ -271,17 +271,26 @@ func pendingOf(sc *store.Change) PendingEntry {
 	return e
 }
 
-func encodePendingCursor(it pendItem) string {
-	b := binary.BigEndian.AppendUint64([]byte{'p'}, uint64(it.lapses))
-	return base64.RawURLEncoding.EncodeToString(append(b, it.contact...))
-}
+func encodePendingCursor(it pendItem) string { return encodeKeyCursor('p', it.lapses, it.contact) }
 
 func decodePendingCursor(s string) (pendItem, error) {
+	n, contact, err := decodeKeyCursor('p', s)
+	return pendItem{lapses: n, contact: contact}, err
+}
+
+// A key cursor, of the pending and re-ask lists, is a tag byte naming the
+// list, an instant and the contact.
+func encodeKeyCursor(tag byte, n int64, contact string) string {
+	b := binary.BigEndian.AppendUint64([]byte{tag}, uint64(n))
+	return base64.RawURLEncoding.EncodeToString(append(b, contact...))
+}
+
+func decodeKeyCursor(tag byte, s string) (int64, string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 9 || b[0] != 'p' {
-		return pendItem{}, fmt.Errorf("%w: %q", ErrBadCursor, s)
+	if err != nil || len(b) < 9 || b[0] != tag {
+		return 0, "", fmt.Errorf("%w: %q", ErrBadCursor, s)
 	}
-	return pendItem{lapses: int64(binary.BigEndian.Uint64(b[1:9])), contact: string(b[9:])}, nil
+	return int64(binary.BigEndian.Uint64(b[1:9])), string(b[9:]), nil
 }
 
 // settlePending compares the person's pending request at its floor with the
@@ -301,18 +310,8 @@ func (w *batchWriter) settlePending(r *request, p *pending, appended *[]store.Ch
 	if s.pend.ok {
 		drop(s.pend)
 	}
-	for _, q := range w.order {
-		if !w.joined {
-			break // no person of the batch joined another: none holds p's row
-		}
-		if q == p || !q.state.pend.ok {
-			continue
-		}
-		root := q
-		for root.into != nil {
-			root = root.into
-		}
-		if root == p {
+	for _, q := range w.joinedInto(p) {
+		if q.state.pend.ok {
 			drop(q.state.pend)
 			q.state.pend = pendListed{} // its row goes with this change
 		}
@@ -401,4 +400,23 @@ func (t *Tracker) PendingRequest(ctx context.Context, channel, contact string, n
 	l := pendListed{ok: true, contact: k.Contact, id: p.id, sent: p.sent, lapses: p.lapses}
 	l.waID, l.userID = s.phoneAndUser()
 	return l.entry(channel), true, nil
+}
+
+// joinedInto returns the batch's persons that joined into p (none unless
+// some persons of the batch joined).
+func (w *batchWriter) joinedInto(p *pending) []*pending {
+	if !w.joined {
+		return nil
+	}
+	var out []*pending
+	for _, q := range w.order {
+		root := q
+		for root.into != nil {
+			root = root.into
+		}
+		if q != p && root == p {
+			out = append(out, q)
+		}
+	}
+	return out
 }

@@ -3,9 +3,6 @@ package permission
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
-	"encoding/binary"
-	"fmt"
 	"slices"
 	"time"
 
@@ -184,17 +181,11 @@ func (k reaskKey) before(o reaskKey) bool {
 	return k.contact < o.contact
 }
 
-func encodeReaskCursor(k reaskKey) string {
-	b := binary.BigEndian.AppendUint64([]byte{'r'}, uint64(k.lapsed))
-	return base64.RawURLEncoding.EncodeToString(append(b, k.contact...))
-}
+func encodeReaskCursor(k reaskKey) string { return encodeKeyCursor('r', k.lapsed, k.contact) }
 
 func decodeReaskCursor(s string) (reaskKey, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 9 || b[0] != 'r' {
-		return reaskKey{}, fmt.Errorf("%w: %q", ErrBadCursor, s)
-	}
-	return reaskKey{int64(binary.BigEndian.Uint64(b[1:9])), string(b[9:])}, nil
+	n, contact, err := decodeKeyCursor('r', s)
+	return reaskKey{n, contact}, err
 }
 
 // ReaskResult is what ReaskAll did for one person: RequestID is set when
