@@ -261,7 +261,11 @@ func (p *pendListed) entry(channel string) PendingEntry {
 		SentAt: fromNs(p.sent), LapsesAt: fromNs(p.lapses)}
 }
 
-// pendingOf is the pending change's view for subscribers.
+// pendingOf is the pending change's view for subscribers. A pending change
+// is stored in the change log's own columns, so that no adapter needs a
+// migration: Source holds the request id, GrantedAt when it was sent,
+// ExpiresAt when it lapses, and Kind (of a pending_ended change) why it
+// ended.
 func pendingOf(sc *store.Change) PendingEntry {
 	e := PendingEntry{Channel: sc.Key.Channel, Contact: sc.Key.Contact, WaID: sc.WaID, UserID: sc.UserID, RequestID: sc.Source,
 		SentAt: utcOrZero(sc.GrantedAt), LapsesAt: utcOrZero(sc.ExpiresAt)}
