@@ -52,7 +52,18 @@ func (c *Callready) Store() store.Store { return c.st }
 // by page, and keeps the NextCursor of every page whose last row is one of
 // pages' After rows: Eligible's cursors are opaque, and this is how a host
 // gets them.
-func (c *Callready) PrepareCursors(ctx context.Context, pages []DeepPage, now time.Time) error {
+func (c *Callready) PrepareCursors(ctx context.Context, pages []DeepPage, now time.Time) (err error) {
+	c.cursors, err = prepareCursors(pages, func(ch, cursor string) ([]Row, string, error) {
+		p, err := c.tr.Eligible(ctx, ch, permission.Query{Limit: PageSize, Now: now, Cursor: cursor})
+		return entryRows(p.Entries, callreadyRow), p.NextCursor, err
+	})
+	return err
+}
+
+// prepareCursors walks each channel of pages with list (one page after an
+// opaque cursor: its rows and the next cursor) and maps every page's last
+// row that pages name to the cursor that continues after it.
+func prepareCursors(pages []DeepPage, list func(channel, cursor string) ([]Row, string, error)) (map[Row]string, error) {
 	want := map[string]map[Row]bool{}
 	for _, p := range pages {
 		if want[p.Channel] == nil {
@@ -60,36 +71,44 @@ func (c *Callready) PrepareCursors(ctx context.Context, pages []DeepPage, now ti
 		}
 		want[p.Channel][p.After] = true
 	}
-	c.cursors = map[Row]string{}
+	cursors := map[Row]string{}
 	for ch, rows := range want {
-		q := permission.Query{Limit: PageSize, Now: now}
+		cursor := ""
 		for {
-			p, err := c.tr.Eligible(ctx, ch, q)
+			page, next, err := list(ch, cursor)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			if len(p.Entries) > 0 {
-				e := p.Entries[len(p.Entries)-1]
-				if r := (Row{e.Contact, e.ExpiresAt.UnixNano()}); rows[r] && p.NextCursor != "" {
-					c.cursors[r] = p.NextCursor
-				}
+			if len(page) > 0 && next != "" && rows[page[len(page)-1]] {
+				cursors[page[len(page)-1]] = next
 			}
-			if p.NextCursor == "" {
+			if next == "" {
 				break
 			}
-			q.Cursor = p.NextCursor
+			cursor = next
 		}
 	}
 	for _, p := range pages {
-		if _, ok := c.cursors[p.After]; !ok {
-			return fmt.Errorf("callready: no page of %s ends at %v", p.Channel, p.After)
+		if _, ok := cursors[p.After]; !ok {
+			return nil, fmt.Errorf("no page of %s ends at %v", p.Channel, p.After)
 		}
 	}
-	return nil
+	return cursors, nil
+}
+
+// entryRows converts a page's entries to rows.
+func entryRows[E any](entries []E, row func(E) Row) []Row {
+	rows := make([]Row, len(entries))
+	for i, e := range entries {
+		rows[i] = row(e)
+	}
+	return rows
 }
 
 // Tracker returns the underlying tracker.
 func (c *Callready) Tracker() *permission.Tracker { return c.tr }
+
+func callreadyRow(e permission.Entry) Row { return Row{e.Contact, e.ExpiresAt.UnixNano()} }
 
 func grantEvent(g Grant) permission.Event {
 	return permission.Event{Type: permission.EventGrant, Channel: g.Channel, Contact: g.Contact, At: g.GrantedAt, ExpiresAt: g.ExpiresAt}
@@ -118,23 +137,27 @@ func (c *Callready) Record(ctx context.Context, g Grant) error {
 
 // Page lists with Eligible; after must be a row PrepareCursors prepared.
 func (c *Callready) Page(ctx context.Context, channel string, now time.Time, after *Row) ([]Row, error) {
-	q := permission.Query{Limit: PageSize, Now: now}
-	if after != nil {
-		cur, ok := c.cursors[*after]
-		if !ok {
-			return nil, fmt.Errorf("callready: no cursor prepared after %v", *after)
-		}
-		q.Cursor = cur
-	}
-	p, err := c.tr.Eligible(ctx, channel, q)
+	cursor, err := preparedCursor(c.cursors, after)
 	if err != nil {
 		return nil, err
 	}
-	rows := make([]Row, len(p.Entries))
-	for i, e := range p.Entries {
-		rows[i] = Row{e.Contact, e.ExpiresAt.UnixNano()}
+	p, err := c.tr.Eligible(ctx, channel, permission.Query{Limit: PageSize, Now: now, Cursor: cursor})
+	if err != nil {
+		return nil, err
 	}
-	return rows, nil
+	return entryRows(p.Entries, callreadyRow), nil
+}
+
+// preparedCursor is the cursor prepared for after ("" when after is nil).
+func preparedCursor(cursors map[Row]string, after *Row) (string, error) {
+	if after == nil {
+		return "", nil
+	}
+	cur, ok := cursors[*after]
+	if !ok {
+		return "", fmt.Errorf("no cursor prepared after %v", *after)
+	}
+	return cur, nil
 }
 
 // Expire runs Sweep while a subscriber drains the Expired changes on
@@ -145,6 +168,16 @@ func (c *Callready) Expire(ctx context.Context, now time.Time) (int, error) {
 		return 0, err
 	}
 	defer sub.Close()
+	return sweepDrained(ctx, func(ctx context.Context) (bool, error) {
+		ch, err := sub.Next(ctx)
+		return ch.Type == permission.Expired, err
+	}, func(ctx context.Context) (int, error) { return c.tr.Sweep(ctx, now) })
+}
+
+// sweepDrained runs sweep while another goroutine takes changes with next
+// (which says whether a change is an expiry), and returns once as many
+// expiries were received as sweep reports.
+func sweepDrained(ctx context.Context, next func(context.Context) (expired bool, err error), sweep func(context.Context) (int, error)) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -157,14 +190,14 @@ func (c *Callready) Expire(ctx context.Context, now time.Time) (int, error) {
 	go func() {
 		defer close(delivered)
 		for {
-			ch, err := sub.Next(ctx)
+			expired, err := next(ctx)
 			mu.Lock()
 			if err != nil {
 				subErr = err
 				mu.Unlock()
 				return
 			}
-			if ch.Type == permission.Expired {
+			if expired {
 				received++
 			}
 			done := target >= 0 && received >= target
@@ -174,7 +207,7 @@ func (c *Callready) Expire(ctx context.Context, now time.Time) (int, error) {
 			}
 		}
 	}()
-	n, err := c.tr.Sweep(ctx, now)
+	n, err := sweep(ctx)
 	if err != nil {
 		return n, err
 	}

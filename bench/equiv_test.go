@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -29,6 +30,19 @@ func testImpls(t *testing.T, w Workload) map[string]Impl {
 		impls[kind] = impl
 	}
 	return impls
+}
+
+// prepareAll prepares the cursors of pages at now in every Impl that
+// needs them.
+func prepareAll(ctx context.Context, impls map[string]Impl, pages []DeepPage, now time.Time) error {
+	for kind, impl := range impls {
+		if c, ok := impl.(CursorPreparer); ok {
+			if err := c.PrepareCursors(ctx, pages, now); err != nil {
+				return fmt.Errorf("%s: %w", kind, err)
+			}
+		}
+	}
+	return nil
 }
 
 // TestSamePage checks that every alternative computes the same callable
@@ -70,7 +84,7 @@ func TestSamePage(t *testing.T) {
 	checkDeep := func(when string) {
 		t.Helper()
 		deep := w.DeepPages(40)
-		if err := ref.PrepareCursors(ctx, deep, PageNow()); err != nil {
+		if err := prepareAll(ctx, impls, deep, PageNow()); err != nil {
 			t.Fatal(err)
 		}
 		chs := map[string]bool{}
@@ -136,7 +150,7 @@ func TestSamePage(t *testing.T) {
 			}
 			last := want[len(want)-1]
 			after = &last
-			if err := ref.PrepareCursors(ctx, []DeepPage{{Channel: ch, After: last}}, q); err != nil {
+			if err := prepareAll(ctx, impls, []DeepPage{{Channel: ch, After: last}}, q); err != nil {
 				t.Fatal(err)
 			}
 		}

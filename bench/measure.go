@@ -13,6 +13,7 @@ import (
 // Kinds of Impl, in report order.
 const (
 	KindCallready = "callready"
+	KindPreLedger = "callready-v1" // callready before the ledger (PreLedger)
 	KindTTLCache  = "ttlcache"
 	KindMap       = "map+scan"
 	KindSQLite    = "sqlite"
@@ -22,7 +23,14 @@ const (
 
 // Kinds lists every Impl kind.
 func Kinds() []string {
-	return []string{KindCallready, KindTTLCache, KindMap, KindSQLite, KindPostgres, KindPgx}
+	return []string{KindCallready, KindPreLedger, KindTTLCache, KindMap, KindSQLite, KindPostgres, KindPgx}
+}
+
+// CursorPreparer is an Impl whose cursors are opaque: PrepareCursors gets,
+// untimed, the cursor that continues after each page's After row, before
+// Page is called with those rows.
+type CursorPreparer interface {
+	PrepareCursors(ctx context.Context, pages []DeepPage, now time.Time) error
 }
 
 // NeedsPostgres reports whether the kind needs CALLREADY_TEST_POSTGRES.
@@ -31,7 +39,7 @@ func NeedsPostgres(kind string) bool { return kind == KindPostgres || kind == Ki
 // InProcess reports whether the kind keeps its state in the Go heap (so
 // that memory per grant is measurable as heap in use).
 func InProcess(kind string) bool {
-	return kind == KindCallready || kind == KindTTLCache || kind == KindMap
+	return kind == KindCallready || kind == KindPreLedger || kind == KindTTLCache || kind == KindMap
 }
 
 // NewImpl returns an empty Impl of kind. forExpiry selects ttlcache's due
@@ -40,6 +48,8 @@ func NewImpl(ctx context.Context, kind string, forExpiry bool, dir, dsn string) 
 	switch kind {
 	case KindCallready:
 		return NewCallready(ctx, nil)
+	case KindPreLedger:
+		return NewPreLedger(ctx)
 	case KindTTLCache:
 		return NewTTLCache(forExpiry), nil
 	case KindMap:
@@ -144,6 +154,11 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
+// collect runs a garbage collection before a timed phase, as go test
+// -bench does before each benchmark: a phase then pays for the collections
+// its own allocations cause, not for the garbage earlier phases left.
+func collect() { runtime.GC() }
+
 // timeCalls runs fn at least minCalls times, then until maxCalls calls or
 // budget, and returns the sorted per-call latencies.
 func timeCalls(minCalls, maxCalls int, budget time.Duration, fn func(i int) error) ([]time.Duration, error) {
@@ -203,7 +218,7 @@ func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, e
 		}
 		return err
 	}
-	if c, ok := impl.(*Callready); ok && len(deep) > 0 {
+	if c, ok := impl.(CursorPreparer); ok && len(deep) > 0 {
 		if err := c.PrepareCursors(ctx, deep, now); err != nil {
 			return r, err
 		}
@@ -213,11 +228,13 @@ func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, e
 			return r, fmt.Errorf("%s: page: %w", kind, err)
 		}
 	}
+	collect()
 	lat, err := timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(int) error { return page(HotChannel, nil, wantRows(HotChannel)) })
 	if err != nil {
 		return r, fmt.Errorf("%s: page: %w", kind, err)
 	}
 	r.PageMedian, r.PageP99, r.PageCalls = Percentile(lat, 0.5), Percentile(lat, 0.99), len(lat)
+	collect()
 	lat, err = timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(i int) error {
 		ch := chs[i%len(chs)]
 		return page(ch, nil, wantRows(ch))
@@ -227,6 +244,7 @@ func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, e
 	}
 	r.FirstRotMedian, r.FirstRotP99, r.FirstRotCalls = Percentile(lat, 0.5), Percentile(lat, 0.99), len(lat)
 	if len(deep) > 0 {
+		collect()
 		lat, err = timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(i int) error {
 			d := deep[i%len(deep)]
 			return page(d.Channel, &d.After, PageSize)
@@ -237,6 +255,7 @@ func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, e
 		r.DeepMedian, r.DeepP99, r.DeepCalls = Percentile(lat, 0.5), Percentile(lat, 0.99), len(lat)
 	}
 
+	collect()
 	lat, err = timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(i int) error {
 		return impl.Record(ctx, RecordGrant(i))
 	})
@@ -244,6 +263,7 @@ func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, e
 		return r, fmt.Errorf("%s: record: %w", kind, err)
 	}
 	r.RecordMedian, r.RecordP99, r.Records = Percentile(lat, 0.5), Percentile(lat, 0.99), len(lat)
+	collect()
 	lat, err = timeCalls(o.MinCalls, min(o.MaxCalls, w.N), o.Budget, func(i int) error {
 		return impl.Record(ctx, w.Regrant(i))
 	})
@@ -268,6 +288,7 @@ func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, e
 		}
 		time.Sleep(time.Millisecond) // every TTL (1 µs) is over
 	}
+	collect()
 	t = time.Now()
 	n, err := impl.Expire(ctx, SweepAt())
 	r.Expire, r.Expired = time.Since(t), n

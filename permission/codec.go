@@ -1,9 +1,11 @@
 package permission
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // The cached pairState travels through the store as store.State.Data, in
@@ -19,8 +21,21 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// encodeState returns s's encoding in a slice of its own, of the smallest
+// size class that holds it: stores may keep it (store.Tx.Put), so a loose
+// estimate of its capacity would be held by every pair.
 func encodeState(s *pairState) []byte {
-	b := make([]byte, 0, 64+48*len(s.grants)+24*len(s.act))
+	buf := scratchPool.Get().(*[]byte)
+	b := appendState((*buf)[:0], s)
+	out := bytes.Clone(b)
+	*buf = b
+	scratchPool.Put(buf)
+	return out
+}
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func appendState(b []byte, s *pairState) []byte {
 	b = append(b, s.codecVersion())
 	b = binary.AppendVarint(b, s.floor)
 	b = binary.AppendVarint(b, s.wake)

@@ -152,7 +152,8 @@ func listPage(c *channelIndex, q Query, after *row) Page {
 			more = true
 			return false
 		}
-		page.Entries = append(page.Entries, r.entry(c.name))
+		page.Entries = page.Entries[:len(page.Entries)+1]
+		r.fill(&page.Entries[len(page.Entries)-1], c.name)
 		last = r
 		return true
 	}

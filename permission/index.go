@@ -33,14 +33,24 @@ type row struct {
 }
 
 func (r *row) entry(channel string) Entry {
-	e := Entry{Channel: channel, Contact: r.contact, Source: r.source, GrantedAt: time.Unix(0, r.granted).UTC(), Kind: Permanent,
-		CallsLeft: int(r.callsLeft), UnansweredStreak: int(r.streak), WaID: r.waID, UserID: r.userID}
-	if r.expires != never {
-		e.Kind = Temporary
-		e.ExpiresAt = time.Unix(0, r.expires).UTC()
-	}
-	e.Unconfirmed = e.Source == SourceInboundCall
+	var e Entry
+	r.fill(&e, channel)
 	return e
+}
+
+// fill sets *e to the row's entry field by field: a page fills the
+// entries of its slice in place rather than copying whole structs into it,
+// which the garbage collector's write barrier makes slow during marking.
+func (r *row) fill(e *Entry, channel string) {
+	e.Channel, e.Contact, e.Source = channel, r.contact, r.source
+	e.GrantedAt = time.Unix(0, r.granted).UTC()
+	e.Kind, e.ExpiresAt = Permanent, time.Time{}
+	if r.expires != never {
+		e.Kind, e.ExpiresAt = Temporary, time.Unix(0, r.expires).UTC()
+	}
+	e.CallsLeft, e.UnansweredStreak = int(r.callsLeft), int(r.streak)
+	e.WaID, e.UserID = r.waID, r.userID
+	e.Unconfirmed = r.source == SourceInboundCall
 }
 
 // rowKey is a row's place in both orders.

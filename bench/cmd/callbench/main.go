@@ -161,6 +161,7 @@ func main() {
 
 	var w strings.Builder
 	report(&w, sizes, kinds, results, *runs)
+	baselineCriterion(&w, sizes, kinds, results)
 	footprints(&w, sizes, results, ledgers, *runs)
 	if *ingest {
 		fmt.Fprintf(&w, "\n### Webhook ingest on store/sql (signed POST → Record → 200, loopback HTTP)\n\n")
@@ -374,6 +375,40 @@ func report(w io.Writer, sizes []int, kinds []string, results map[string][]bench
 				fmt.Fprintf(w, " %s |", ratio(row.f(aggregate(results[k+"/"+strconv.Itoa(n)])), row.f(cr)))
 			}
 			fmt.Fprintln(w)
+		}
+	}
+}
+
+// baselineCriterion writes issue 12's criterion: today's callready against
+// callready before the ledger, both measured in this run. A ratio to any
+// alternative fell by exactly before ÷ now, so "not more than 20% worse
+// than the alternatives' ratios before" is before ÷ now ≥ 0.8.
+func baselineCriterion(w io.Writer, sizes []int, kinds []string, results map[string][]bench.Result) {
+	if !slices.Contains(kinds, bench.KindCallready) || !slices.Contains(kinds, bench.KindPreLedger) {
+		return
+	}
+	fmt.Fprintf(w, "\n### Issue 12: callready against itself before the ledger (%s), same run\n\n", bench.KindPreLedger)
+	fmt.Fprintf(w, "Every ratio of callready to an alternative changed by *before ÷ now*; the criterion is that it stays ≥ 0.8.\n\n")
+	fmt.Fprintf(w, "| grants | metric | before the ledger | now | before ÷ now | ≥ 0.8 |\n|---:|---|---:|---:|---:|---|\n")
+	for _, n := range sizes {
+		now := aggregate(results[bench.KindCallready+"/"+strconv.Itoa(n)])
+		before := aggregate(results[bench.KindPreLedger+"/"+strconv.Itoa(n)])
+		for _, m := range []struct {
+			name string
+			f    func(agg) time.Duration
+		}{
+			{"page first (hot) p50", func(a agg) time.Duration { return a.pageP50 }},
+			{"page first, rotating p50", func(a agg) time.Duration { return a.rotP50 }},
+			{"page at cursor p50", func(a agg) time.Duration { return a.deepP50 }},
+			{"record new p50", func(a agg) time.Duration { return a.recP50 }},
+			{"re-grant p50", func(a agg) time.Duration { return a.regP50 }},
+		} {
+			b, c := m.f(before), m.f(now)
+			verdict := "**no**"
+			if float64(b) >= 0.8*float64(c) {
+				verdict = "yes"
+			}
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", n, m.name, dur(b), dur(c), ratio(float64(b), float64(c)), verdict)
 		}
 	}
 }
