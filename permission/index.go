@@ -1,7 +1,9 @@
 package permission
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/google/btree"
@@ -15,8 +17,11 @@ import (
 // value in its channel's expiry order, so that a page is a range scan over
 // consecutive rows that follows no pointer; a second, smaller order by
 // grant time holds the rows' keys. A channel's map says, per pair, where
-// its row is and when it next wakes; one global order of wake-ups drives
-// the sweep. Nothing per pair is allocated on its own.
+// its row is and when it next wakes. Most pairs wake at their row's
+// expiry: the expiry order already holds that instant, so the global order
+// of wake-ups holds only the others, and a small order of channels by
+// their first such expiry joins the two for the sweep. Nothing per pair is
+// allocated on its own.
 
 const (
 	btreeDegree = 32
@@ -94,7 +99,13 @@ type pairSlot struct {
 	wake             int64 // unix ns, none for no wake-up
 }
 
-// wakeItem is a pair's wake-up in the global order.
+// wakesAtExpiry reports whether s's wake-up is its listed row's expiry,
+// which the channel's expiry order then stands for.
+func (s pairSlot) wakesAtExpiry() bool {
+	return s.listed && s.wake != none && s.wake == s.expires
+}
+
+// wakeItem is a pair's wake-up in the global order of the others.
 type wakeItem struct {
 	at      int64
 	ch      *channelIndex
@@ -117,6 +128,22 @@ type channelIndex struct {
 	listed   int
 	byExpiry *btree.BTreeG[row]
 	byRecent *btree.BTreeG[rowKey]
+	// firstDue is the earliest expiry of a row whose pair wakes at it
+	// (none when no pair does): the channel's key in index.firsts.
+	firstDue int64
+}
+
+// channelFirst is a channel's place in the order of channels by firstDue.
+type channelFirst struct {
+	at int64
+	ch *channelIndex
+}
+
+func lessFirst(a, b channelFirst) bool {
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	return a.ch.name < b.ch.name
 }
 
 // row returns the listed row of k.
@@ -126,7 +153,8 @@ func (c *channelIndex) row(k rowKey) (row, bool) {
 
 type index struct {
 	channels map[string]*channelIndex
-	wakes    *btree.BTreeG[wakeItem] // pairs with a wake-up instant, across channels
+	wakes    *btree.BTreeG[wakeItem]     // pairs that wake other than at their row's expiry
+	firsts   *btree.BTreeG[channelFirst] // channels with a firstDue
 	rowFree  *btree.FreeListG[row]
 	keyFree  *btree.FreeListG[rowKey]
 	pend     pendingIndex // the pending list (pending.go)
@@ -136,6 +164,7 @@ func newIndex() *index {
 	return &index{
 		channels: make(map[string]*channelIndex),
 		wakes:    btree.NewG(btreeDegree, lessWake),
+		firsts:   btree.NewG(8, lessFirst),
 		rowFree:  btree.NewFreeListG[row](btree.DefaultFreeListSize),
 		keyFree:  btree.NewFreeListG[rowKey](btree.DefaultFreeListSize),
 	}
@@ -149,6 +178,7 @@ func (x *index) channel(name string, create bool) *channelIndex {
 			slots:    make(map[string]pairSlot),
 			byExpiry: btree.NewWithFreeListG(btreeDegree, lessExpiry, x.rowFree),
 			byRecent: btree.NewWithFreeListG(btreeDegree, lessRecent, x.keyFree),
+			firstDue: none,
 		}
 		x.channels[name] = c
 	}
@@ -185,7 +215,12 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 		c.byRecent.ReplaceOrInsert(r.key())
 		c.listed++
 	}
-	if wake != none {
+	switch {
+	case s.wakesAtExpiry():
+		if c.firstDue == none || wake < c.firstDue {
+			x.setFirst(c, wake)
+		}
+	case wake != none:
 		x.wakes.ReplaceOrInsert(wakeItem{at: wake, ch: c, contact: contact})
 	}
 	c.slots[contact] = s
@@ -197,30 +232,97 @@ func (x *index) unlink(c *channelIndex, contact string, s pairSlot) {
 		c.byRecent.Delete(rowKey{s.granted, s.expires, contact})
 		c.listed--
 	}
-	if s.wake != none {
+	switch {
+	case s.wakesAtExpiry():
+		if s.expires == c.firstDue {
+			x.setFirst(c, c.nextDue(s.expires))
+		}
+	case s.wake != none:
 		x.wakes.Delete(wakeItem{at: s.wake, ch: c, contact: contact})
+	}
+}
+
+// nextDue returns the earliest expiry from `from` on of a row whose pair
+// wakes at it, or none. The rows before it wake elsewhere (or not at all):
+// few in practice, and each is passed once per firstDue it precedes.
+func (c *channelIndex) nextDue(from int64) int64 {
+	at := int64(none)
+	c.byExpiry.AscendGreaterOrEqual(row{expires: from, granted: never}, func(r row) bool {
+		if s := c.slots[r.contact]; s.wakesAtExpiry() && s.expires == r.expires {
+			at = r.expires
+			return false
+		}
+		return true
+	})
+	return at
+}
+
+// setFirst moves c to firstDue at in the order of channels.
+func (x *index) setFirst(c *channelIndex, at int64) {
+	if c.firstDue != none {
+		x.firsts.Delete(channelFirst{c.firstDue, c})
+	}
+	c.firstDue = at
+	if at != none {
+		x.firsts.ReplaceOrInsert(channelFirst{at, c})
 	}
 }
 
 // nextWake returns the earliest wake-up instant in the index.
 func (x *index) nextWake() (int64, bool) {
-	it, ok := x.wakes.Min()
-	if !ok {
-		return none, false
+	it, okWake := x.wakes.Min()
+	f, okFirst := x.firsts.Min()
+	switch {
+	case okWake && okFirst:
+		return min(it.at, f.at), true
+	case okWake:
+		return it.at, true
+	case okFirst:
+		return f.at, true
 	}
-	return it.at, true
+	return none, false
 }
 
-// due returns up to limit pairs whose wake-up instant is at or before now.
+// due returns up to limit pairs whose wake-up instant is at or before now,
+// earliest first.
 func (x *index) due(now int64, limit int) []store.Key {
-	out := make([]store.Key, 0, min(limit, x.wakes.Len()))
+	type dueKey struct {
+		at  int64
+		key store.Key
+	}
+	var found []dueKey
 	x.wakes.Ascend(func(it wakeItem) bool {
-		if it.at > now || len(out) >= limit {
+		if it.at > now || len(found) >= limit {
 			return false
 		}
-		out = append(out, store.Key{Channel: it.ch.name, Contact: it.contact})
+		found = append(found, dueKey{it.at, store.Key{Channel: it.ch.name, Contact: it.contact}})
 		return true
 	})
+	explicit := len(found)
+	x.firsts.Ascend(func(f channelFirst) bool {
+		if f.at > now {
+			return false
+		}
+		taken := 0
+		f.ch.byExpiry.AscendGreaterOrEqual(row{expires: f.at, granted: never}, func(r row) bool {
+			if r.expires > now || taken >= limit {
+				return false
+			}
+			if s := f.ch.slots[r.contact]; s.wakesAtExpiry() && s.expires == r.expires {
+				found = append(found, dueKey{r.expires, store.Key{Channel: f.ch.name, Contact: r.contact}})
+				taken++
+			}
+			return true
+		})
+		return true
+	})
+	if len(found) > explicit {
+		slices.SortStableFunc(found, func(a, b dueKey) int { return cmp.Compare(a.at, b.at) })
+	}
+	out := make([]store.Key, 0, min(limit, len(found)))
+	for _, d := range found[:min(limit, len(found))] {
+		out = append(out, d.key)
+	}
 	return out
 }
 

@@ -1,0 +1,101 @@
+package permission
+
+import (
+	"cmp"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/callready/callready/store"
+)
+
+// TestIndexWakes checks the index's wake-ups (the explicit order, and the
+// expiries that stand for most of them) against a plain model: after random
+// applies of listed and unlisted pairs, with wake-ups at, before and after
+// their expiry, none, and on permanent rows, nextWake is the earliest wake-up
+// and due returns the earliest ones up to its limit.
+func TestIndexWakes(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for iter := range 200 {
+		x := newIndex()
+		model := map[store.Key]int64{} // pair → wake-up
+		for range 300 {
+			k := store.Key{Channel: "ch" + strconv.Itoa(r.IntN(3)), Contact: "c" + strconv.Itoa(r.IntN(1+iter%40))}
+			ok := r.IntN(4) > 0
+			l := listed{ok: ok, granted: int64(r.IntN(50)), expires: int64(100 + r.IntN(40))}
+			if r.IntN(8) == 0 {
+				l.expires = never
+			}
+			wake := int64(none)
+			switch r.IntN(5) {
+			case 0, 1:
+				if l.expires != never {
+					wake = l.expires
+				}
+			case 2:
+				wake = int64(95 + r.IntN(50))
+			case 3:
+				wake = l.expires - 1
+			}
+			x.apply(k, l, ok, wake)
+			if wake != none {
+				model[k] = wake
+			} else {
+				delete(model, k)
+			}
+		}
+		for name, c := range x.channels { // each channel's firstDue is its earliest expiry that is a wake-up
+			want := int64(none)
+			for k, w := range model {
+				if s := c.slots[k.Contact]; k.Channel == name && s.wakesAtExpiry() && (want == none || w < want) {
+					want = w
+				}
+			}
+			if c.firstDue != want {
+				t.Fatalf("iteration %d: channel %s firstDue %d, want %d", iter, name, c.firstDue, want)
+			}
+		}
+		type kw struct {
+			k    store.Key
+			wake int64
+		}
+		var all []kw
+		for k, w := range model {
+			all = append(all, kw{k, w})
+		}
+		slices.SortFunc(all, func(a, b kw) int { return cmp.Compare(a.wake, b.wake) })
+		next, ok := x.nextWake()
+		if len(all) == 0 {
+			if ok {
+				t.Fatalf("iteration %d: nextWake %d, want none", iter, next)
+			}
+			continue
+		}
+		if !ok || next != all[0].wake {
+			t.Fatalf("iteration %d: nextWake %d %v, want %d", iter, next, ok, all[0].wake)
+		}
+		for _, now := range []int64{all[0].wake, 110, 125, 200} {
+			for _, limit := range []int{1, 5, 1000} {
+				got := x.due(now, limit)
+				var want []int64
+				for _, a := range all {
+					if a.wake <= now {
+						want = append(want, a.wake)
+					}
+				}
+				want = want[:min(limit, len(want))]
+				if len(got) != len(want) {
+					t.Fatalf("iteration %d: due(%d, %d) = %d pairs, want %d", iter, now, limit, len(got), len(want))
+				}
+				seen := map[store.Key]bool{}
+				for i, k := range got {
+					if seen[k] || model[k] != want[i] {
+						t.Fatalf("iteration %d: due(%d, %d)[%d] = %v waking at %d, want one waking at %d (once)", iter, now, limit, i, k, model[k], want[i])
+					}
+					seen[k] = true
+				}
+			}
+		}
+	}
+}
