@@ -192,3 +192,20 @@ func BenchmarkRecordRandom(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRegrantRandom: a new grant with a random later expiry for a
+// random one of 1M loaded contacts (expiries in random order).
+func BenchmarkRegrantRandom(b *testing.B) {
+	tr, _ := filledRandom(b, 1_000_000)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(5, 6))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		exp := t0.Add(168*time.Hour + time.Duration(r.Int64N(int64(168*time.Hour))))
+		contact := "1650" + strconv.Itoa(1_000_000+r.IntN(1_000_000))
+		if _, err := tr.Record(ctx, Event{Type: EventGrant, Channel: ch, Contact: contact, At: t0, ExpiresAt: exp}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

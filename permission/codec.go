@@ -93,9 +93,25 @@ func appendState(b []byte, s *pairState) []byte {
 }
 
 type decoder struct {
-	b   []byte
-	err error
+	b    []byte
+	err  error
+	seen [4]string // the last identifiers decoded: a state repeats them
+	next int
 }
+
+// constants are the strings a state holds from a closed set (sources,
+// revocation reasons, activity kinds): decoding one allocates nothing.
+var constants = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		string(SourceRequest), string(SourceCallback), string(SourceInboundCall), string(SourceProfile), string(SourceReconcile),
+		string(RevokeRejected), string(RevokeProfile), string(RevokeAutomatic), string(RevokeReconciled),
+		actReply, actRequest, actRequestUsage, actCallUsage, actCallOut, actCallMissed, actCallIn,
+	} {
+		m[s] = s
+	}
+	return m
+}()
 
 func (d *decoder) fail() {
 	if d.err == nil {
@@ -126,7 +142,7 @@ func (d *decoder) varint() int64 {
 
 func (d *decoder) count() int {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 || v > uint64(len(d.b)) || n != len(binary.AppendUvarint(nil, v)) { // every element takes at least a byte
+	if n <= 0 || v > uint64(len(d.b)) || n != uvarintLen(v) { // every element takes at least a byte
 		d.fail()
 		return 0
 	}
@@ -140,8 +156,22 @@ func (d *decoder) string() string {
 		d.fail()
 		return ""
 	}
-	s := string(d.b[:n])
+	b := d.b[:n]
 	d.b = d.b[n:]
+	if n == 0 {
+		return ""
+	}
+	if s, ok := constants[string(b)]; ok { // the conversion does not allocate
+		return s
+	}
+	for _, s := range d.seen {
+		if s == string(b) {
+			return s
+		}
+	}
+	s := string(b)
+	d.seen[d.next] = s
+	d.next = (d.next + 1) % len(d.seen)
 	return s
 }
 

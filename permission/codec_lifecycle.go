@@ -75,3 +75,8 @@ func varintLen(v int64) int {
 	var b [binary.MaxVarintLen64]byte
 	return binary.PutVarint(b[:], v)
 }
+
+func uvarintLen(v uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], v)
+}
