@@ -1,7 +1,9 @@
 // Package bench compares callready's callable list with what a CRM
 // developer would otherwise write: a github.com/jellydator/ttlcache/v3
 // cache, a mutex-protected map scanned per page, and an indexed SQL table
-// queried per page view (SQLite and PostgreSQL). It is its own module so
+// queried per page view (SQLite and PostgreSQL); and callready itself as
+// it was before the event ledger (internal/preledger, the baseline of the
+// ledger's cost). It is its own module so
 // the comparison libraries and drivers never become dependencies of
 // callready.
 //

@@ -284,7 +284,9 @@ func (x *index) nextWake() (int64, bool) {
 }
 
 // due returns up to limit pairs whose wake-up instant is at or before now,
-// earliest first.
+// earliest first. The expiry orders are merged under a bound: once limit
+// candidates are found, a channel is scanned only up to the latest of the
+// earliest limit, so a batch costs about limit rows, not limit per channel.
 func (x *index) due(now int64, limit int) []store.Key {
 	type dueKey struct {
 		at  int64
@@ -298,26 +300,36 @@ func (x *index) due(now int64, limit int) []store.Key {
 		found = append(found, dueKey{it.at, store.Key{Channel: it.ch.name, Contact: it.contact}})
 		return true
 	})
-	explicit := len(found)
+	byTime := func(a, b dueKey) int { return cmp.Compare(a.at, b.at) }
+	bound, sorted := now, true
+	if len(found) == limit {
+		bound = found[limit-1].at
+	}
 	x.firsts.Ascend(func(f channelFirst) bool {
-		if f.at > now {
-			return false
+		if f.at > bound {
+			return false // every later channel starts after the bound too
 		}
-		taken := 0
+		taken := 0 // a channel's limit-th row is the latest of it that can be among the earliest limit
 		f.ch.byExpiry.AscendGreaterOrEqual(row{expires: f.at, granted: never}, func(r row) bool {
-			if r.expires > now || taken >= limit {
+			if r.expires > bound {
 				return false
 			}
 			if s := f.ch.slots[r.contact]; s.wakesAtExpiry() && s.expires == r.expires {
 				found = append(found, dueKey{r.expires, store.Key{Channel: f.ch.name, Contact: r.contact}})
+				sorted = false
 				taken++
 			}
-			return true
+			return taken < limit
 		})
+		if len(found) >= limit {
+			slices.SortStableFunc(found, byTime)
+			found, sorted = found[:limit], true
+			bound = found[limit-1].at
+		}
 		return true
 	})
-	if len(found) > explicit {
-		slices.SortStableFunc(found, func(a, b dueKey) int { return cmp.Compare(a.at, b.at) })
+	if !sorted {
+		slices.SortStableFunc(found, byTime)
 	}
 	out := make([]store.Key, 0, min(limit, len(found)))
 	for _, d := range found[:min(limit, len(found))] {
