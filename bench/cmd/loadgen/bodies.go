@@ -32,6 +32,9 @@ var DefaultFixtures = []string{
 // userKeys name the fields that hold a user's phone number or user id;
 // their values are replaced per body, so that every body is about users
 // of its own and nothing dedupes.
+// userCountries are the country codes of the generated user ids.
+var userCountries = []string{"US", "IN", "BR", "ES", "CN"}
+
 var userKeys = map[string]bool{
 	"wa_id": true, "from": true, "to": true, "recipient_id": true,
 	"user_id": true, "from_user_id": true, "to_user_id": true, "recipient_user_id": true,
@@ -178,10 +181,13 @@ func (f *fixture) rewrite(v any, key string, i, who int, shift int64) any {
 }
 
 // userValue is the u-th user of body i: a phone number of digits, or a
-// user id in Meta's "CC.digits" form when the fixture's value is one.
+// user id in Meta's "CC.digits" form when the fixture's value is one. The
+// country code is the user's, not the fixture's, so that a user slot is
+// the same person in every fixture shape (else -users would bound the
+// population at users × fixtures × their country codes).
 func userValue(old string, u, i int) string {
 	if cc, _, ok := strings.Cut(old, "."); ok && len(cc) == 2 {
-		return fmt.Sprintf("%s.9%02d%016d", cc, u, i)
+		return fmt.Sprintf("%s.9%02d%016d", userCountries[(u+i)%len(userCountries)], u, i)
 	}
 	return fmt.Sprintf("99%02d%010d", u, i)
 }
