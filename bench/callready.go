@@ -117,11 +117,19 @@ func grantEvent(g Grant) permission.Event {
 // Load records the grants in batches of permission.DefaultMaxBatch, as
 // permission's own benchmarks do.
 func (c *Callready) Load(ctx context.Context, w Workload) error {
-	batch := make([]permission.Event, 0, permission.DefaultMaxBatch)
+	return loadBatched(w, permission.DefaultMaxBatch, grantEvent, func(evs []permission.Event) error {
+		_, err := c.tr.Record(ctx, evs...)
+		return err
+	})
+}
+
+// loadBatched records w's grants, converted by event, in batches of size.
+func loadBatched[E any](w Workload, size int, event func(Grant) E, record func([]E) error) error {
+	batch := make([]E, 0, size)
 	for i := range w.N {
-		batch = append(batch, grantEvent(w.Grant(i)))
+		batch = append(batch, event(w.Grant(i)))
 		if len(batch) == cap(batch) || i == w.N-1 {
-			if _, err := c.tr.Record(ctx, batch...); err != nil {
+			if err := record(batch); err != nil {
 				return err
 			}
 			batch = batch[:0]

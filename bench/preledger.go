@@ -41,17 +41,10 @@ func preLedgerRow(e v1.Entry) Row { return Row{e.Contact, e.ExpiresAt.UnixNano()
 
 // Load records the grants in batches of DefaultMaxBatch, as Callready does.
 func (c *PreLedger) Load(ctx context.Context, w Workload) error {
-	batch := make([]v1.Event, 0, v1.DefaultMaxBatch)
-	for i := range w.N {
-		batch = append(batch, preLedgerEvent(w.Grant(i)))
-		if len(batch) == cap(batch) || i == w.N-1 {
-			if _, err := c.tr.Record(ctx, batch...); err != nil {
-				return err
-			}
-			batch = batch[:0]
-		}
-	}
-	return nil
+	return loadBatched(w, v1.DefaultMaxBatch, preLedgerEvent, func(evs []v1.Event) error {
+		_, err := c.tr.Record(ctx, evs...)
+		return err
+	})
 }
 
 func (c *PreLedger) Record(ctx context.Context, g Grant) error {

@@ -37,12 +37,6 @@ type row struct {
 	callsLeft, streak int32
 }
 
-func (r *row) entry(channel string) Entry {
-	var e Entry
-	r.fill(&e, channel)
-	return e
-}
-
 // fill sets *e to the row's entry field by field: a page fills the
 // entries of its slice in place rather than copying whole structs into it,
 // which the garbage collector's write barrier makes slow during marking.
@@ -248,13 +242,19 @@ func (x *index) unlink(c *channelIndex, contact string, s pairSlot) {
 func (c *channelIndex) nextDue(from int64) int64 {
 	at := int64(none)
 	c.byExpiry.AscendGreaterOrEqual(row{expires: from, granted: never}, func(r row) bool {
-		if s := c.slots[r.contact]; s.wakesAtExpiry() && s.expires == r.expires {
+		if c.wakesAt(r) {
 			at = r.expires
 			return false
 		}
 		return true
 	})
 	return at
+}
+
+// wakesAt reports whether r's pair wakes at r's expiry.
+func (c *channelIndex) wakesAt(r row) bool {
+	s := c.slots[r.contact]
+	return s.wakesAtExpiry() && s.expires == r.expires
 }
 
 // setFirst moves c to firstDue at in the order of channels.
@@ -301,7 +301,7 @@ func (x *index) due(now int64, limit int) []store.Key {
 		return true
 	})
 	byTime := func(a, b dueKey) int { return cmp.Compare(a.at, b.at) }
-	bound, sorted := now, true
+	bound := now
 	if len(found) == limit {
 		bound = found[limit-1].at
 	}
@@ -314,25 +314,22 @@ func (x *index) due(now int64, limit int) []store.Key {
 			if r.expires > bound {
 				return false
 			}
-			if s := f.ch.slots[r.contact]; s.wakesAtExpiry() && s.expires == r.expires {
+			if f.ch.wakesAt(r) {
 				found = append(found, dueKey{r.expires, store.Key{Channel: f.ch.name, Contact: r.contact}})
-				sorted = false
 				taken++
 			}
 			return taken < limit
 		})
 		if len(found) >= limit {
 			slices.SortStableFunc(found, byTime)
-			found, sorted = found[:limit], true
+			found = found[:limit]
 			bound = found[limit-1].at
 		}
 		return true
 	})
-	if !sorted {
-		slices.SortStableFunc(found, byTime)
-	}
-	out := make([]store.Key, 0, min(limit, len(found)))
-	for _, d := range found[:min(limit, len(found))] {
+	slices.SortStableFunc(found, byTime) // the explicit ones are sorted; the channels' join them
+	out := make([]store.Key, 0, len(found)) // at most limit: a longer list was cut above
+	for _, d := range found {
 		out = append(out, d.key)
 	}
 	return out
