@@ -327,7 +327,7 @@ func (x *index) due(now int64, limit int) []store.Key {
 		}
 		return true
 	})
-	slices.SortStableFunc(found, byTime) // the explicit ones are sorted; the channels' join them
+	slices.SortStableFunc(found, byTime)    // the explicit ones are sorted; the channels' join them
 	out := make([]store.Key, 0, len(found)) // at most limit: a longer list was cut above
 	for _, d := range found {
 		out = append(out, d.key)
