@@ -100,6 +100,22 @@ func TestBrowserRequestPermission(t *testing.T) {
 		require.NoError(t, err, "text of %s", sel)
 		return s
 	}
+	// waitText reads sel until its text matches pattern: lists re-render as
+	// events arrive, and a row read mid-render can come back empty.
+	waitText := func(sel, pattern string) {
+		t.Helper()
+		re := regexp.MustCompile(pattern)
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+			if err == nil && re.MatchString(s) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("text of %s never matched %q: last read %q, %v", sel, pattern, s, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	in := func(list, contact string) chromedp.CSS {
 		return chromedp.CSS(`#` + list + ` .row[data-contact="` + contact + `"]`)
 	}
@@ -123,8 +139,7 @@ func TestBrowserRequestPermission(t *testing.T) {
 	}
 	shot("reask-tab")
 	assert.Equal(t, "true", eval(`document.getElementById("tab-reask").getAttribute("aria-selected")`))
-	assert.Contains(t, text(`#reask-rows .row[data-contact="`+rita+`"]`), "Expired")
-	assert.Contains(t, text(`#reask-rows .row[data-contact="`+rita+`"]`), "Can ask now")
+	waitText(`#reask-rows .row[data-contact="`+rita+`"]`, `(?s)Expired.*Can ask now`)
 	assert.Equal(t, "2", text(`#tab-reask-count`))
 
 	// Request permission: the fake sends it; the pending event moves Rita
@@ -141,19 +156,8 @@ func TestBrowserRequestPermission(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#tab-pending`)),
 		chromedp.WaitVisible(in("pending-rows", rita)),
 	)
-	// The list re-renders as the request's events arrive: wait for the row
-	// to settle rather than read it once.
-	lapses := regexp.MustCompile(`lapses in (7 days|6 days 23 h)`)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		row, err := chromedp.Run(bctx, chromedp.Text(in("pending-rows", rita)))
-		if err == nil && lapses.MatchString(row) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Rita's pending row never showed when it lapses: last read %q, %v", row, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The list re-renders as the request's events arrive.
+	waitText(`#pending-rows .row[data-contact="`+rita+`"]`, `lapses in (7 days|6 days 23 h)`)
 	assert.Equal(t, "1", text(`#tab-pending-count`))
 	shot("pending-tab")
 	assert.Equal(t, "1", text(`#tab-reask-count`), "Sam is still to ask")

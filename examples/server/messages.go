@@ -22,8 +22,6 @@ type inbox struct {
 
 	mu       sync.RWMutex
 	channels map[string]string // channel id → display phone number, mirrors server_channels
-
-	prepared stmtCache // SQLite: the webhook rows' statements, per transaction
 }
 
 // chatMessage is one line of a contact's chat history.
@@ -201,49 +199,23 @@ func (r *inboxRows) addContact(channel, contact, name string) {
 }
 
 // preparer is an execer that prepares statements for its transaction
-// (sqlstore.Querier).
+// (sqlstore.Querier: one statement per query per transaction, closed with
+// it).
 type preparer interface {
 	execer
 	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
-// stmtCache keeps the inbox's statements prepared on one transaction, so
-// the rows of a group-committed batch of webhooks (written one webhook
-// after another in that transaction) parse each statement once. SQLite
-// only: pgx caches prepared statements itself.
-type stmtCache struct {
-	mu    sync.Mutex
-	q     preparer
-	stmts map[string]*sql.Stmt
-}
+// preparedExec runs each statement prepared once per transaction, so the
+// rows of a group-committed batch of webhooks (written one webhook after
+// another in that transaction) parse each statement once. SQLite only:
+// pgx caches prepared statements itself.
+type preparedExec struct{ p preparer }
 
-// execer returns an execer that runs q's statements prepared once per
-// transaction.
-func (c *stmtCache) on(q preparer) execer { return cachedExec{c, q} }
-
-type cachedExec struct {
-	c *stmtCache
-	q preparer
-}
-
-func (x cachedExec) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	c := x.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.q != x.q {
-		// A new transaction: the statements of the last one are done.
-		for _, st := range c.stmts {
-			_ = st.Close()
-		}
-		c.q, c.stmts = x.q, make(map[string]*sql.Stmt)
-	}
-	st := c.stmts[query]
-	if st == nil {
-		var err error
-		if st, err = x.q.PrepareContext(ctx, query); err != nil {
-			return nil, err
-		}
-		c.stmts[query] = st
+func (x preparedExec) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := x.p.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
 	}
 	return st.ExecContext(ctx, args...)
 }
@@ -254,7 +226,7 @@ func (in *inbox) write(ctx context.Context, q execer, r *inboxRows, now time.Tim
 		return in.writePostgres(ctx, q, r, now)
 	}
 	if p, ok := q.(preparer); ok {
-		q = in.prepared.on(p)
+		q = preparedExec{p}
 	}
 	for _, c := range r.channels {
 		if err := in.execChannel(ctx, q, c.Channel, c.Display, now); err != nil {

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"fmt"
 
 	"github.com/callready/callready/store"
 )
@@ -13,8 +14,12 @@ type Querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	// PrepareContext prepares a statement for this transaction only: a
-	// host that writes many rows of one shape in a batch parses it once.
+	// PrepareContext returns query prepared for this transaction, the same
+	// statement for every call with the same query in the transaction (the
+	// host writes of one group-committed batch share it, so a row shape
+	// written once per webhook is parsed once per batch). The store closes
+	// it when the transaction ends: do not Close it, nor use it after the
+	// write returns.
 	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
@@ -34,6 +39,54 @@ func TxQuerier(stx store.Tx) (Querier, bool) {
 	if !ok {
 		return nil, false
 	}
-	q, ok := t.q.(Querier) // *sql.Tx or *sql.Conn: both are
-	return q, ok
+	return txQuerier{t}, true
+}
+
+// txQuerier is a transaction's Querier: its statements are prepared once
+// per transaction and closed with it.
+type txQuerier struct{ t *tx }
+
+func (q txQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return q.t.q.ExecContext(ctx, query, args...)
+}
+
+func (q txQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return q.t.q.QueryContext(ctx, query, args...)
+}
+
+func (q txQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return q.t.q.QueryRowContext(ctx, query, args...)
+}
+
+func (q txQuerier) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	t := q.t
+	if st := t.stmts[query]; st != nil {
+		return st, nil
+	}
+	p, ok := t.q.(interface {
+		PrepareContext(context.Context, string) (*sql.Stmt, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("sqlstore: %T cannot prepare statements", t.q)
+	}
+	st, err := p.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if t.stmts == nil {
+		t.stmts = make(map[string]*sql.Stmt)
+	}
+	t.stmts[query] = st
+	return st, nil
+}
+
+// closeStmts closes the statements prepared for t. It runs before the
+// transaction ends: a statement prepared on SQLite's *sql.Conn is not
+// closed by the COMMIT, and closing it once the connection is back in the
+// pool (or closed by it) would race another transaction on it.
+func (t *tx) closeStmts() {
+	for _, st := range t.stmts {
+		_ = st.Close()
+	}
+	t.stmts = nil
 }

@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sync"
 	"testing"
@@ -145,6 +146,55 @@ func TestHostWriteFailureIsolated(t *testing.T) {
 		}
 		require.Equal(t, append(wantRows, "taken"), h.ids(t, o))
 		require.Equal(t, wantCallable, eligible(t, o.tr))
+	})
+}
+
+// TestHostWritePrepare: PrepareContext gives one statement per query per
+// transaction, shared by the host writes of a batch, and the store closes
+// it when the transaction ends (on SQLite it is prepared on a pooled
+// connection, which must not outlive it).
+func TestHostWritePrepare(t *testing.T) {
+	targets(t, func(t *testing.T, tg target) {
+		ctx := context.Background()
+		clk := clock.NewMock()
+		clk.Set(t0)
+		o := tg.open(t, clk)
+		h := newHostTable(t, o, tg)
+
+		var kept []*sql.Stmt
+		write := func(ids ...string) func(context.Context, store.Tx) error {
+			return func(ctx context.Context, tx store.Tx) error {
+				q, ok := sqlstore.TxQuerier(tx)
+				if !ok {
+					return fmt.Errorf("not a sqlstore transaction: %T", tx)
+				}
+				for _, id := range ids {
+					st, err := q.PrepareContext(ctx, h.insert)
+					if err != nil {
+						return err
+					}
+					if len(kept) > 0 && kept[len(kept)-1] != st {
+						return fmt.Errorf("a second statement for the same query in one transaction")
+					}
+					kept = append(kept, st)
+					if _, err := st.ExecContext(ctx, id, "body of "+id); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		}
+		for round, ids := range [][]string{{"p1", "p2"}, {"p3"}} {
+			kept = nil
+			_, err := o.tr.RecordWith(ctx, write(ids...), grant(fmt.Sprintf("u%d", round), t0, time.Hour))
+			require.NoError(t, err)
+			require.Len(t, kept, len(ids))
+			_, err = kept[0].ExecContext(ctx, "late", "after the transaction")
+			// database/sql's own error for a closed statement (not that of
+			// a connection the transaction gave back).
+			require.ErrorContains(t, err, "statement is closed")
+		}
+		require.Equal(t, []string{"p1", "p2", "p3"}, h.ids(t, o))
 	})
 }
 

@@ -295,6 +295,7 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	for attempt := 0; ; attempt++ {
 		err := s.inTx(ctx, func(q querier) error {
 			t := &tx{s: s, q: q, puts: make(map[store.Key]*put)}
+			defer t.closeStmts()
 			if err := t.begin(ctx); err != nil {
 				return err
 			}
@@ -442,6 +443,7 @@ type tx struct {
 	added   map[store.EventRef]struct{} // their dedupe keys
 	base    int64                       // revision when the transaction began
 	rev     int64                       // last revision assigned
+	stmts   map[string]*sql.Stmt        // prepared by host writes (TxQuerier)
 }
 
 // begin locks the meta row and reads the latest revision. The lock is
