@@ -5,9 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
+	"github.com/callready/callready/internal/bptree"
 	"github.com/callready/callready/store"
 )
 
@@ -138,7 +140,7 @@ func listPage(c *channelIndex, q Query, after *row) Page {
 	page.Entries = make([]Entry, 0, min(q.Limit, c.listed))
 	var last row
 	more := false
-	visit := func(r row) bool {
+	visit := func(r *row) bool {
 		if r.expires <= now {
 			return true // expired, not yet swept
 		}
@@ -154,29 +156,29 @@ func listPage(c *channelIndex, q Query, after *row) Page {
 		}
 		page.Entries = page.Entries[:len(page.Entries)+1]
 		r.fill(&page.Entries[len(page.Entries)-1], c.name)
-		last = r
+		last = *r
 		return true
 	}
 	if q.Order == OrderRecent {
 		// The recent order holds keys; the rows are in the expiry order.
-		from := rowKey{granted: never}
+		from := bptree.Key{A: math.MinInt64}
 		if after != nil {
-			from = after.key()
+			from = recentKey(after.granted, after.expires, after.contact)
 		}
-		c.byRecent.AscendGreaterOrEqual(from, func(k rowKey) bool {
-			if after != nil && !lessRecent(after.key(), k) {
+		c.byRecent.Ascend(from, func(k *rowKey) bool {
+			if after != nil && !lessRecent(after.key(), *k) {
 				return true // the cursor's own row
 			}
 			r, ok := c.row(k)
 			return !ok || visit(r)
 		})
 	} else {
-		from := row{expires: now + 1, granted: never}
+		from := firstExpiringFrom(now + 1)
 		if after != nil {
-			from = *after
+			from = rowExpiryKey(after)
 		}
-		c.byExpiry.AscendGreaterOrEqual(from, func(r row) bool {
-			if after != nil && !lessExpiry(*after, r) {
+		c.byExpiry.Ascend(from, func(r *row) bool {
+			if after != nil && !lessExpiry(*after, *r) {
 				return true // the cursor's own row
 			}
 			return visit(r)
@@ -268,7 +270,7 @@ func (t *Tracker) Count(channel string, now time.Time, within time.Duration) (ca
 		return 0, 0, nil
 	}
 	stale := 0
-	c.byExpiry.Ascend(func(r row) bool {
+	c.byExpiry.AscendAll(func(r *row) bool {
 		switch {
 		case r.expires <= n:
 			stale++

@@ -8,15 +8,17 @@ import (
 
 	"github.com/google/btree"
 
+	"github.com/callready/callready/internal/bptree"
 	"github.com/callready/callready/store"
 )
 
 // The in-memory index is a cache of the change log: it changes only by
 // applying committed changes (Tracker.applyChanges). It is laid out for
 // pages and for the garbage collector: every listed entry is a row, held by
-// value in its channel's expiry order, so that a page is a range scan over
-// consecutive rows that follows no pointer; a second, smaller order by
-// grant time holds the rows' keys. A channel's map says, per pair, where
+// value in the leaves of its channel's expiry order (a B+tree whose
+// searches read packed expiries, internal/bptree), so that a page is a
+// range scan over consecutive rows that follows no pointer; a second,
+// smaller order by grant time holds the rows' keys. A channel's map says, per pair, where
 // its row is and when it next wakes. Most pairs wake at their row's
 // expiry: the expiry order already holds that instant, so the global order
 // of wake-ups holds only the others, and a small order of channels by
@@ -59,6 +61,24 @@ type rowKey struct {
 }
 
 func (r *row) key() rowKey { return rowKey{r.granted, r.expires, r.contact} }
+
+// expiryKey is a row's key in the expiry order: by expiry, then most
+// recently granted, then contact (as lessExpiry).
+func expiryKey(granted, expires int64, contact string) bptree.Key {
+	return bptree.Key{A: expires, B: -granted, C: contact}
+}
+
+// recentKey is a row's key in the recent order (as lessRecent).
+func recentKey(granted, expires int64, contact string) bptree.Key {
+	return bptree.Key{A: -granted, B: expires, C: contact}
+}
+
+func rowExpiryKey(r *row) bptree.Key    { return expiryKey(r.granted, r.expires, r.contact) }
+func keyRecentKey(k *rowKey) bptree.Key { return recentKey(k.granted, k.expires, k.contact) }
+
+// firstExpiringFrom is the expiry-order key before every row expiring at
+// or after from.
+func firstExpiringFrom(from int64) bptree.Key { return bptree.Key{A: from, B: math.MinInt64} }
 
 // The comparisons are spelled out rather than built with cmp.Or, which
 // evaluates every argument: comparing the names is the rare case.
@@ -120,8 +140,8 @@ type channelIndex struct {
 	name     string
 	slots    map[string]pairSlot // listed or waiting for a wake-up
 	listed   int
-	byExpiry *btree.BTreeG[row]
-	byRecent *btree.BTreeG[rowKey]
+	byExpiry *bptree.Tree[row]    // the rows, by expiryKey
+	byRecent *bptree.Tree[rowKey] // their keys, by recentKey
 	// firstDue is the earliest expiry of a row whose pair wakes at it
 	// (none when no pair does): the channel's key in index.firsts.
 	firstDue int64
@@ -141,17 +161,15 @@ func lessFirst(a, b channelFirst) bool {
 }
 
 // row returns the listed row of k.
-func (c *channelIndex) row(k rowKey) (row, bool) {
-	return c.byExpiry.Get(row{granted: k.granted, expires: k.expires, contact: k.contact})
+func (c *channelIndex) row(k *rowKey) (*row, bool) {
+	return c.byExpiry.Get(expiryKey(k.granted, k.expires, k.contact))
 }
 
 type index struct {
 	channels map[string]*channelIndex
 	wakes    *btree.BTreeG[wakeItem]     // pairs that wake other than at their row's expiry
 	firsts   *btree.BTreeG[channelFirst] // channels with a firstDue
-	rowFree  *btree.FreeListG[row]
-	keyFree  *btree.FreeListG[rowKey]
-	pend     pendingIndex // the pending list (pending.go)
+	pend     pendingIndex                // the pending list (pending.go)
 }
 
 func newIndex() *index {
@@ -159,8 +177,6 @@ func newIndex() *index {
 		channels: make(map[string]*channelIndex),
 		wakes:    btree.NewG(btreeDegree, lessWake),
 		firsts:   btree.NewG(8, lessFirst),
-		rowFree:  btree.NewFreeListG[row](btree.DefaultFreeListSize),
-		keyFree:  btree.NewFreeListG[rowKey](btree.DefaultFreeListSize),
 	}
 }
 
@@ -170,8 +186,8 @@ func (x *index) channel(name string, create bool) *channelIndex {
 		c = &channelIndex{
 			name:     name,
 			slots:    make(map[string]pairSlot),
-			byExpiry: btree.NewWithFreeListG(btreeDegree, lessExpiry, x.rowFree),
-			byRecent: btree.NewWithFreeListG(btreeDegree, lessRecent, x.keyFree),
+			byExpiry: bptree.New(rowExpiryKey),
+			byRecent: bptree.New(keyRecentKey),
 			firstDue: none,
 		}
 		x.channels[name] = c
@@ -205,8 +221,9 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 		r := row{granted: l.granted, expires: l.expires, contact: contact, source: l.source,
 			waID: sameAs(l.waID, contact), userID: sameAs(l.userID, contact),
 			callsLeft: int32(l.callsLeft), streak: int32(l.streak)}
-		c.byExpiry.ReplaceOrInsert(r)
-		c.byRecent.ReplaceOrInsert(r.key())
+		c.byExpiry.Set(rowExpiryKey(&r), r)
+		k := r.key()
+		c.byRecent.Set(keyRecentKey(&k), k)
 		c.listed++
 	}
 	switch {
@@ -222,8 +239,8 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 
 func (x *index) unlink(c *channelIndex, contact string, s pairSlot) {
 	if s.listed {
-		c.byExpiry.Delete(row{granted: s.granted, expires: s.expires, contact: contact})
-		c.byRecent.Delete(rowKey{s.granted, s.expires, contact})
+		c.byExpiry.Delete(expiryKey(s.granted, s.expires, contact))
+		c.byRecent.Delete(recentKey(s.granted, s.expires, contact))
 		c.listed--
 	}
 	switch {
@@ -241,7 +258,7 @@ func (x *index) unlink(c *channelIndex, contact string, s pairSlot) {
 // few in practice, and each is passed once per firstDue it precedes.
 func (c *channelIndex) nextDue(from int64) int64 {
 	at := int64(none)
-	c.byExpiry.AscendGreaterOrEqual(row{expires: from, granted: never}, func(r row) bool {
+	c.byExpiry.Ascend(firstExpiringFrom(from), func(r *row) bool {
 		if c.wakesAt(r) {
 			at = r.expires
 			return false
@@ -252,7 +269,7 @@ func (c *channelIndex) nextDue(from int64) int64 {
 }
 
 // wakesAt reports whether r's pair wakes at r's expiry.
-func (c *channelIndex) wakesAt(r row) bool {
+func (c *channelIndex) wakesAt(r *row) bool {
 	s := c.slots[r.contact]
 	return s.wakesAtExpiry() && s.expires == r.expires
 }
@@ -310,7 +327,7 @@ func (x *index) due(now int64, limit int) []store.Key {
 			return false // every later channel starts after the bound too
 		}
 		taken := 0 // a channel's limit-th row is the latest of it that can be among the earliest limit
-		f.ch.byExpiry.AscendGreaterOrEqual(row{expires: f.at, granted: never}, func(r row) bool {
+		f.ch.byExpiry.Ascend(firstExpiringFrom(f.at), func(r *row) bool {
 			if r.expires > bound {
 				return false
 			}
