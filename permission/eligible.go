@@ -166,7 +166,7 @@ func listPage(c *channelIndex, q Query, after *row) Page {
 			from = recentKey(after.granted, after.expires, after.contact)
 		}
 		c.byRecent.Ascend(from, func(k *rowKey) bool {
-			if after != nil && !lessRecent(after.key(), *k) {
+			if after != nil && keyRecentKey(k) == from {
 				return true // the cursor's own row
 			}
 			r, ok := c.row(k)
@@ -178,7 +178,7 @@ func listPage(c *channelIndex, q Query, after *row) Page {
 			from = rowExpiryKey(after)
 		}
 		c.byExpiry.Ascend(from, func(r *row) bool {
-			if after != nil && !lessExpiry(*after, *r) {
+			if after != nil && rowExpiryKey(r) == from {
 				return true // the cursor's own row
 			}
 			return visit(r)

@@ -63,12 +63,13 @@ type rowKey struct {
 func (r *row) key() rowKey { return rowKey{r.granted, r.expires, r.contact} }
 
 // expiryKey is a row's key in the expiry order: by expiry, then most
-// recently granted, then contact (as lessExpiry).
+// recently granted, then contact.
 func expiryKey(granted, expires int64, contact string) bptree.Key {
 	return bptree.Key{A: expires, B: -granted, C: contact}
 }
 
-// recentKey is a row's key in the recent order (as lessRecent).
+// recentKey is a row's key in the recent order: most recently granted
+// first, then by expiry, then contact.
 func recentKey(granted, expires int64, contact string) bptree.Key {
 	return bptree.Key{A: -granted, B: expires, C: contact}
 }
@@ -79,31 +80,6 @@ func keyRecentKey(k *rowKey) bptree.Key { return recentKey(k.granted, k.expires,
 // firstExpiringFrom is the expiry-order key before every row expiring at
 // or after from.
 func firstExpiringFrom(from int64) bptree.Key { return bptree.Key{A: from, B: math.MinInt64} }
-
-// The comparisons are spelled out rather than built with cmp.Or, which
-// evaluates every argument: comparing the names is the rare case.
-
-// lessExpiry orders by expiry, then most recently granted, then contact.
-func lessExpiry(a, b row) bool {
-	if a.expires != b.expires {
-		return a.expires < b.expires
-	}
-	if a.granted != b.granted {
-		return a.granted > b.granted
-	}
-	return a.contact < b.contact
-}
-
-// lessRecent orders by most recently granted, then expiry, then contact.
-func lessRecent(a, b rowKey) bool {
-	if a.granted != b.granted {
-		return a.granted > b.granted
-	}
-	if a.expires != b.expires {
-		return a.expires < b.expires
-	}
-	return a.contact < b.contact
-}
 
 // pairSlot is what a channel's map knows of a pair: listed (its row's
 // key) or waiting for a wake-up, or both.

@@ -163,21 +163,6 @@ func (t *Tree[T]) Get(k Key) (*T, bool) {
 	return &l.items[i], true
 }
 
-// Min returns the first item, if any, valid until the next change.
-func (t *Tree[T]) Min() (*T, bool) {
-	if t.n == 0 {
-		return nil, false
-	}
-	if t.root == nil {
-		return &t.leaf.items[0], true
-	}
-	n := t.root
-	for h := t.height; h > 1; h-- {
-		n = n.kids[0]
-	}
-	return &n.leaves[0].items[0], true
-}
-
 // Set inserts item under key k, which must be keyOf(&item), replacing
 // the item with the same key. It reports whether it replaced one.
 func (t *Tree[T]) Set(k Key, item T) (replaced bool) {

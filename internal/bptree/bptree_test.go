@@ -173,21 +173,18 @@ func TestTreeAgainstModel(t *testing.T) {
 				m = slices.Delete(m, i, i+1)
 			}
 			check(t, tr)
-			if _, ok := tr.Min(); ok || tr.Len() != 0 || tr.root != nil {
+			if tr.Len() != 0 || tr.root != nil || tr.leaf.n != 0 {
 				t.Fatal("the emptied tree is not empty")
 			}
 		})
 	}
 }
 
-// compareScans checks Get, Min, Ascend from a key and AscendAll against m.
+// compareScans checks Get, Ascend from a key and AscendAll against m.
 func compareScans(t *testing.T, tr *Tree[item], m model, r *rand.Rand, spread int) {
 	t.Helper()
 	if tr.Len() != len(m) {
 		t.Fatalf("Len %d, want %d", tr.Len(), len(m))
-	}
-	if it, ok := tr.Min(); ok != (len(m) > 0) || ok && *it != m[0] {
-		t.Fatalf("Min = %v %v, want %v", it, ok, m[:min(1, len(m))])
 	}
 	if len(m) > 0 {
 		want := m[r.IntN(len(m))]
