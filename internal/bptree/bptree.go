@@ -200,19 +200,19 @@ func (t *Tree[T]) setLeaf(l *leaf[T], k Key, item T) (bool, *leaf[T], Key) {
 		insertLeaf(l, i, k.A, item)
 		return false, nil, Key{}
 	}
-	// Split. An insert past the end (rising keys, the common load) leaves
-	// l full and starts the right leaf with the new item; otherwise half
-	// and half.
 	r := &leaf[T]{}
-	mid := leafCap / 2
 	if i == leafCap {
-		mid = leafCap
+		// Past the end (rising keys, the common load): l stays full and
+		// the new item starts the right leaf.
+		insertLeaf(r, 0, k.A, item)
+		return false, r, k
 	}
+	const mid = leafCap / 2
 	r.n = copy(r.a[:], l.a[mid:l.n])
 	copy(r.items[:], l.items[mid:l.n])
 	clear(l.items[mid:l.n])
 	l.n = mid
-	if i <= mid && i != leafCap {
+	if i <= mid {
 		insertLeaf(l, i, k.A, item)
 	} else {
 		insertLeaf(r, i-mid, k.A, item)
@@ -250,18 +250,16 @@ func (t *Tree[T]) setInner(n *inner[T], h int, k Key, item T) (bool, *inner[T], 
 		insertKid(n, i, sep, rightLeaf, rightInner)
 		return replaced, nil, Key{}
 	}
-	// Split n: the left keeps mid children, the right the rest; the
-	// separator between them moves up. Past the end, as for leaves.
-	r := &inner[T]{}
-	mid := innerCap / 2
+	r := &inner[T]{n: 1}
 	if i == innerCap-1 {
-		mid = innerCap
-	}
-	if mid == innerCap {
-		r.n = 1
+		// Past the end, as for leaves: n stays full and the new child
+		// starts the right node.
 		r.leaves[0], r.kids[0] = rightLeaf, rightInner
 		return replaced, r, sep
 	}
+	// Split n: the left keeps mid children, the right the rest; the
+	// separator between them moves up.
+	const mid = innerCap / 2
 	up := n.seps[mid-1]
 	r.n = n.n - mid
 	copy(r.a[:], n.a[mid:n.n-1])
