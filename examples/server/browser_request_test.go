@@ -96,17 +96,17 @@ func TestBrowserRequestPermission(t *testing.T) {
 	}
 	text := func(sel string) string {
 		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		s, err := visibleText(bctx, sel)
 		require.NoError(t, err, "text of %s", sel)
 		return s
 	}
 	// waitText reads sel until its text matches pattern: lists re-render as
-	// events arrive, and a row read mid-render can come back empty.
+	// events arrive.
 	waitText := func(sel, pattern string) {
 		t.Helper()
 		re := regexp.MustCompile(pattern)
 		for deadline := time.Now().Add(10 * time.Second); ; {
-			s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+			s, err := visibleText(bctx, sel)
 			if err == nil && re.MatchString(s) {
 				return
 			}

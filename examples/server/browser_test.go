@@ -38,6 +38,29 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// visibleText returns the innerText of the first visible element matching
+// sel, waiting for one. It queries and reads in one script: chromedp's Text
+// finds the node and reads it in a second call, and a list that re-renders
+// in between leaves that node detached, which Text reads as "" (its answer
+// for a node without layout).
+func visibleText(ctx context.Context, sel string) (string, error) {
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e && e.getClientRects().length ? e.innerText : null; })()`, sel)
+	for {
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](js))
+		if err != nil {
+			return "", err
+		}
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no visible %s: %w", sel, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // overflowJS lists what sticks out horizontally: the document scrolling
 // sideways, an element wider than its box (clipped or scrolling text), or
 // an element reaching past the viewport's right edge.
@@ -137,7 +160,7 @@ func TestBrowser(t *testing.T) {
 	}
 	text := func(sel chromedp.CSS) string {
 		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(sel))
+		s, err := visibleText(bctx, string(sel))
 		require.NoError(t, err, "text of %s", sel)
 		return s
 	}
