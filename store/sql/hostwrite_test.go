@@ -35,6 +35,15 @@ func newHostTable(t *testing.T, o *opened, tg target) hostTable {
 	return h
 }
 
+// openWithHostTable opens tg on a mock clock at t0, with a host table.
+func openWithHostTable(t *testing.T, tg target) (*clock.Mock, *opened, hostTable) {
+	t.Helper()
+	clk := clock.NewMock()
+	clk.Set(t0)
+	o := tg.open(t, clk)
+	return clk, o, newHostTable(t, o, tg)
+}
+
 // write inserts the rows ids in the tracker's transaction.
 func (h hostTable) write(ids ...string) func(context.Context, store.Tx) error {
 	return func(ctx context.Context, tx store.Tx) error {
@@ -71,10 +80,7 @@ func (h hostTable) ids(t *testing.T, o *opened) []string {
 func TestHostWriteCommitsWithTheTracker(t *testing.T) {
 	targets(t, func(t *testing.T, tg target) {
 		ctx := context.Background()
-		clk := clock.NewMock()
-		clk.Set(t0)
-		o := tg.open(t, clk)
-		h := newHostTable(t, o, tg)
+		clk, o, h := openWithHostTable(t, tg)
 
 		_, err := o.tr.RecordWith(ctx, h.write("m1"), grant("u1", t0, time.Hour))
 		require.NoError(t, err)
@@ -113,10 +119,7 @@ func TestHostWriteCommitsWithTheTracker(t *testing.T) {
 func TestHostWriteFailureIsolated(t *testing.T) {
 	targets(t, func(t *testing.T, tg target) {
 		ctx := context.Background()
-		clk := clock.NewMock()
-		clk.Set(t0)
-		o := tg.open(t, clk)
-		h := newHostTable(t, o, tg)
+		_, o, h := openWithHostTable(t, tg)
 		_, err := o.tr.RecordWith(ctx, h.write("taken"))
 		require.NoError(t, err)
 
@@ -156,10 +159,7 @@ func TestHostWriteFailureIsolated(t *testing.T) {
 func TestHostWritePrepare(t *testing.T) {
 	targets(t, func(t *testing.T, tg target) {
 		ctx := context.Background()
-		clk := clock.NewMock()
-		clk.Set(t0)
-		o := tg.open(t, clk)
-		h := newHostTable(t, o, tg)
+		_, o, h := openWithHostTable(t, tg)
 
 		var kept []*sql.Stmt
 		write := func(ids ...string) func(context.Context, store.Tx) error {
