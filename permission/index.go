@@ -30,28 +30,80 @@ const (
 	never       = math.MaxInt64 // expiry key of permanent entries: after every temporary one
 )
 
-// row is a listed entry as a page shows it.
+// row is a listed entry as a page shows it, packed into 64 bytes: the
+// person's phone number and BSUID share one string beside the contact,
+// which is one of them (see ids), and the source is a byte.
 type row struct {
 	granted, expires  int64 // unix ns; expires is never for permanent entries
 	contact           string
-	waID, userID      string
-	source            Source
+	other             string // waID and userID without the one equal to contact
 	callsLeft, streak int32
+	split             int32 // idsBoth: waID is other[:split]
+	form              uint8 // how waID and userID are kept: idsPhone, idsUser or idsBoth
+	source            uint8 // index in rowSources
+}
+
+// How a row keeps the person's waID and userID.
+const (
+	idsPhone = iota // waID is the contact, userID is other
+	idsUser         // userID is the contact, waID is other
+	idsBoth         // neither is the contact: other is waID followed by userID
+)
+
+// rowSources are the sources a row names by index. A source this
+// library never writes (only a hand-edited change log holds one) reads as
+// empty.
+var rowSources = [...]Source{"", SourceRequest, SourceCallback, SourceInboundCall, SourceProfile, SourceReconcile}
+
+func sourceCode(s Source) uint8 {
+	for i, x := range rowSources {
+		if x == s {
+			return uint8(i)
+		}
+	}
+	return 0
+}
+
+// newRow is the row of l listed under contact.
+func newRow(contact string, l listed) row {
+	r := row{granted: l.granted, expires: l.expires, contact: contact, source: sourceCode(l.source),
+		callsLeft: int32(l.callsLeft), streak: int32(l.streak)}
+	switch {
+	case l.waID == contact:
+		r.form, r.other = idsPhone, l.userID
+	case l.userID == contact:
+		r.form, r.other = idsUser, l.waID
+	default:
+		r.form, r.other, r.split = idsBoth, l.waID+l.userID, int32(len(l.waID))
+	}
+	return r
+}
+
+// ids returns the row's waID and userID.
+func (r *row) ids() (waID, userID string) {
+	switch r.form {
+	case idsPhone:
+		return r.contact, r.other
+	case idsUser:
+		return r.other, r.contact
+	}
+	return r.other[:r.split], r.other[r.split:]
 }
 
 // fill sets *e to the row's entry field by field: a page fills the
 // entries of its slice in place rather than copying whole structs into it,
 // which the garbage collector's write barrier makes slow during marking.
 func (r *row) fill(e *Entry, channel string) {
-	e.Channel, e.Contact, e.Source = channel, r.contact, r.source
+	src := rowSources[r.source]
+	e.Channel, e.Contact, e.Source = channel, r.contact, src
 	e.GrantedAt = time.Unix(0, r.granted).UTC()
 	e.Kind, e.ExpiresAt = Permanent, time.Time{}
 	if r.expires != never {
 		e.Kind, e.ExpiresAt = Temporary, time.Unix(0, r.expires).UTC()
 	}
 	e.CallsLeft, e.UnansweredStreak = int(r.callsLeft), int(r.streak)
-	e.WaID, e.UserID = r.waID, r.userID
-	e.Unconfirmed = r.source == SourceInboundCall
+	e.WaID, e.UserID = r.ids()
+	e.Unconfirmed = src == SourceInboundCall
 }
 
 // rowKey is a row's place in both orders.
@@ -119,8 +171,10 @@ type channelIndex struct {
 	byExpiry *bptree.Tree[row]    // the rows, by expiryKey
 	byRecent *bptree.Tree[rowKey] // their keys, by recentKey
 	// firstDue is the earliest expiry of a row whose pair wakes at it
-	// (none when no pair does): the channel's key in index.firsts.
-	firstDue int64
+	// (none when no pair does): the channel's key in index.firsts. While
+	// firstStale it may be earlier (see unlink).
+	firstDue   int64
+	firstStale bool
 }
 
 // channelFirst is a channel's place in the order of channels by firstDue.
@@ -146,6 +200,7 @@ type index struct {
 	wakes    *btree.BTreeG[wakeItem]     // pairs that wake other than at their row's expiry
 	firsts   *btree.BTreeG[channelFirst] // channels with a firstDue
 	pend     pendingIndex                // the pending list (pending.go)
+	stale    []*channelIndex             // channels whose firstDue refreshFirsts must find again
 }
 
 func newIndex() *index {
@@ -194,9 +249,7 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 	s = pairSlot{listed: ok, wake: wake}
 	if ok {
 		s.granted, s.expires = l.granted, l.expires
-		r := row{granted: l.granted, expires: l.expires, contact: contact, source: l.source,
-			waID: sameAs(l.waID, contact), userID: sameAs(l.userID, contact),
-			callsLeft: int32(l.callsLeft), streak: int32(l.streak)}
+		r := newRow(contact, l)
 		c.byExpiry.Set(rowExpiryKey(&r), r)
 		k := r.key()
 		c.byRecent.Set(keyRecentKey(&k), k)
@@ -221,8 +274,12 @@ func (x *index) unlink(c *channelIndex, contact string, s pairSlot) {
 	}
 	switch {
 	case s.wakesAtExpiry():
-		if s.expires == c.firstDue {
-			x.setFirst(c, c.nextDue(s.expires))
+		// The next due row is found once per batch (refreshFirsts), not
+		// once per row a sweep removes: until then firstDue is a lower
+		// bound, which inserts keep exact or lower.
+		if s.expires == c.firstDue && !c.firstStale {
+			c.firstStale = true
+			x.stale = append(x.stale, c)
 		}
 	case s.wake != none:
 		x.wakes.Delete(wakeItem{at: s.wake, ch: c, contact: contact})
@@ -250,8 +307,25 @@ func (c *channelIndex) wakesAt(r *row) bool {
 	return s.wakesAtExpiry() && s.expires == r.expires
 }
 
+// refreshFirsts makes every firstDue that unlinks left stale exact
+// again. The tracker calls it after applying changes, before it lets
+// readers in.
+func (x *index) refreshFirsts() {
+	for _, c := range x.stale {
+		c.firstStale = false
+		if c.firstDue != none {
+			x.setFirst(c, c.nextDue(c.firstDue))
+		}
+	}
+	clear(x.stale)
+	x.stale = x.stale[:0]
+}
+
 // setFirst moves c to firstDue at in the order of channels.
 func (x *index) setFirst(c *channelIndex, at int64) {
+	if at == c.firstDue {
+		return
+	}
 	if c.firstDue != none {
 		x.firsts.Delete(channelFirst{c.firstDue, c})
 	}
@@ -333,13 +407,4 @@ func (x *index) size() (entries int) {
 		entries += c.listed
 	}
 	return entries
-}
-
-// sameAs returns contact's string when id equals it, so that a row keeps
-// one copy of the identifier it is listed under.
-func sameAs(id, contact string) string {
-	if id == contact {
-		return contact
-	}
-	return id
 }

@@ -39,12 +39,16 @@ func TestIndexWakes(t *testing.T) {
 				wake = l.expires - 1
 			}
 			x.apply(k, l, ok, wake)
+			if r.IntN(4) == 0 { // a batch of changes ends
+				x.refreshFirsts()
+			}
 			if wake != none {
 				model[k] = wake
 			} else {
 				delete(model, k)
 			}
 		}
+		x.refreshFirsts()
 		for name, c := range x.channels { // each channel's firstDue is its earliest expiry that is a wake-up
 			want := int64(none)
 			for k, w := range model {

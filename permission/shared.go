@@ -65,6 +65,7 @@ func (t *Tracker) relist(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("permission: re-listing after compaction: %w", err)
 	}
+	idx.refreshFirsts()
 	t.mu.Lock()
 	t.idx, t.indexRevision = idx, rev
 	t.mu.Unlock()

@@ -202,6 +202,7 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("permission: loading the store: %w", err)
 	}
+	t.idx.refreshFirsts()
 	t.indexRevision, t.published, t.applied = rev, rev, rev
 	if len(missing) > 0 {
 		if err := t.rebuildStates(ctx, missing); err != nil {
@@ -653,6 +654,7 @@ func (t *Tracker) applyChanges(changes []store.Change) {
 			out = append(out, c)
 		}
 	}
+	t.idx.refreshFirsts()
 	t.mu.Unlock()
 	t.publish(out, t.applied)
 	if kick {

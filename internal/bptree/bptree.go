@@ -236,6 +236,11 @@ func (t *Tree[T]) setInner(n *inner[T], h int, k Key, item T) (bool, *inner[T], 
 	var rightLeaf *leaf[T]
 	var rightInner *inner[T]
 	if h == 1 {
+		if l := n.leaves[i]; l.n == leafCap {
+			if _, found := t.find(l, k); !found && t.spill(n, i) {
+				i = n.child(k)
+			}
+		}
 		replaced, rightLeaf, sep = t.setLeaf(n.leaves[i], k, item)
 		if rightLeaf == nil {
 			return replaced, nil, Key{}
@@ -276,6 +281,45 @@ func (t *Tree[T]) setInner(n *inner[T], h int, k Key, item T) (bool, *inner[T], 
 		insertKid(r, i-mid, sep, rightLeaf, rightInner)
 	}
 	return replaced, r, up
+}
+
+// spill makes room in n's full leaf i by moving items to a sibling with
+// room, as a B*-tree does: random inserts then fill leaves to about 80%
+// rather than the 69% that splitting alone leaves. It moves half the
+// sibling's free room and reports whether it found a sibling with room.
+func (t *Tree[T]) spill(n *inner[T], i int) bool {
+	l := n.leaves[i]
+	if i+1 < n.n {
+		if r := n.leaves[i+1]; r.n < leafCap-1 {
+			m := (leafCap - r.n) / 2
+			copy(r.a[m:r.n+m], r.a[:r.n])
+			copy(r.items[m:r.n+m], r.items[:r.n])
+			copy(r.a[:m], l.a[l.n-m:l.n])
+			copy(r.items[:m], l.items[l.n-m:l.n])
+			clear(l.items[l.n-m : l.n])
+			r.n += m
+			l.n -= m
+			sep := t.keyOf(&r.items[0])
+			n.a[i], n.seps[i] = sep.A, sep
+			return true
+		}
+	}
+	if i > 0 {
+		if left := n.leaves[i-1]; left.n < leafCap-1 {
+			m := (leafCap - left.n) / 2
+			copy(left.a[left.n:left.n+m], l.a[:m])
+			copy(left.items[left.n:left.n+m], l.items[:m])
+			copy(l.a[:l.n-m], l.a[m:l.n])
+			copy(l.items[:l.n-m], l.items[m:l.n])
+			clear(l.items[l.n-m : l.n])
+			left.n += m
+			l.n -= m
+			sep := t.keyOf(&l.items[0])
+			n.a[i-1], n.seps[i-1] = sep.A, sep
+			return true
+		}
+	}
+	return false
 }
 
 // insertKid inserts a child right after child i, with sep before it.
