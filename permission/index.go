@@ -136,15 +136,16 @@ func firstExpiringFrom(from int64) bptree.Key { return bptree.Key{A: from, B: ma
 // pairSlot is what a channel's map knows of a pair: listed (its row's
 // key) or waiting for a wake-up, or both.
 type pairSlot struct {
-	listed           bool
-	granted, expires int64 // of the listed row
+	granted, expires int64 // of the listed row; granted is none when not listed
 	wake             int64 // unix ns, none for no wake-up
 }
+
+func (s pairSlot) listed() bool { return s.granted != none }
 
 // wakesAtExpiry reports whether s's wake-up is its listed row's expiry,
 // which the channel's expiry order then stands for.
 func (s pairSlot) wakesAtExpiry() bool {
-	return s.listed && s.wake != none && s.wake == s.expires
+	return s.listed() && s.wake != none && s.wake == s.expires
 }
 
 // wakeItem is a pair's wake-up in the global order of the others.
@@ -246,8 +247,11 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 		}
 		return
 	}
-	s = pairSlot{listed: ok, wake: wake}
+	s = pairSlot{granted: none, wake: wake}
 	if ok {
+		if l.granted == none {
+			l.granted = none + 1 // only a hand-edited change log lists no grant time; none means "not listed"
+		}
 		s.granted, s.expires = l.granted, l.expires
 		r := newRow(contact, l)
 		c.byExpiry.Set(rowExpiryKey(&r), r)
@@ -267,7 +271,7 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 }
 
 func (x *index) unlink(c *channelIndex, contact string, s pairSlot) {
-	if s.listed {
+	if s.listed() {
 		c.byExpiry.Delete(expiryKey(s.granted, s.expires, contact))
 		c.byRecent.Delete(recentKey(s.granted, s.expires, contact))
 		c.listed--

@@ -111,8 +111,9 @@ type result struct {
 }
 
 type rssSample struct {
-	at  time.Duration
-	kib int64
+	at    time.Duration
+	kib   int64
+	steal float64 // share of the machine's CPU time stolen since the previous sample; -1 unknown
 }
 
 func run(ctx context.Context, o options, out io.Writer) error {
@@ -286,6 +287,7 @@ func runOne(ctx context.Context, o options, store, dsn, work, serverBin, loadgen
 	go func() {
 		var s []rssSample
 		if o.soak > 0 {
+			prevSteal, prevTotal, statErr := cpuTimes()
 			t := time.NewTicker(o.sample)
 			defer t.Stop()
 			for {
@@ -295,7 +297,13 @@ func runOne(ctx context.Context, o options, store, dsn, work, serverBin, loadgen
 					return
 				case <-t.C:
 					if kib, err := vmRSS(srv.Process.Pid); err == nil {
-						s = append(s, rssSample{time.Since(start), kib})
+						x := rssSample{time.Since(start), kib, -1}
+						steal, total, err := cpuTimes()
+						if err == nil && statErr == nil && total > prevTotal {
+							x.steal = float64(steal-prevSteal) / float64(total-prevTotal)
+						}
+						prevSteal, prevTotal, statErr = steal, total, err
+						s = append(s, x)
 					}
 				}
 			}
@@ -371,6 +379,32 @@ func vmRSS(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS")
 }
 
+// cpuTimes reads the machine's stolen and total CPU time (in clock ticks)
+// from the first line of /proc/stat: a virtual machine's hypervisor that
+// runs other guests on its cores shows as steal.
+func cpuTimes() (steal, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		total += n
+		if i == 7 {
+			steal = n
+		}
+	}
+	return steal, total, nil
+}
+
 // count reads how many ledger events and chat lines the database holds.
 func count(ctx context.Context, store, dsn string) (ledger, messages int, err error) {
 	driver, src := "pgx", dsn
@@ -418,9 +452,13 @@ func printResults(w io.Writer, o options, results []result) {
 			}
 		}
 		if len(r.rss) > 0 {
-			fmt.Fprintf(w, "\n%s, server RSS:\n\n| at | RSS MiB |\n|---|---|\n", r.store)
+			fmt.Fprintf(w, "\n%s, server RSS, and the machine's CPU time its hypervisor gave to other guests since the previous sample (/proc/stat steal: while it is high, the server has less CPU than the rate was sized for):\n\n| at | RSS MiB | CPU stolen |\n|---|---|---|\n", r.store)
 			for _, s := range r.rss {
-				fmt.Fprintf(w, "| %s | %.1f |\n", s.at.Round(time.Second), float64(s.kib)/1024)
+				stolen := "?"
+				if s.steal >= 0 {
+					stolen = fmt.Sprintf("%.0f%%", 100*s.steal)
+				}
+				fmt.Fprintf(w, "| %s | %.1f | %s |\n", s.at.Round(time.Second), float64(s.kib)/1024, stolen)
 			}
 			if lo, hi, ok := rssSpread(r.rss); ok {
 				fmt.Fprintf(w, "\nAfter the first minute (warm-up): RSS %.1f–%.1f MiB, spread %.1f%%.\n", lo/1024, hi/1024, 100*(hi-lo)/lo)
