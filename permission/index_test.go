@@ -103,3 +103,34 @@ func TestIndexWakes(t *testing.T) {
 		}
 	}
 }
+
+// A row keeps the person's identifiers and source in fewer bytes than the
+// entry it shows: every combination reads back as it was listed.
+func TestRowRoundTrip(t *testing.T) {
+	for _, c := range []struct{ contact, waID, userID string }{
+		{"16505551234", "16505551234", ""},
+		{"US.13491208655302741918", "16505551234", "US.13491208655302741918"},
+		{"US.13491208655302741918", "", "US.13491208655302741918"},
+		{"16505551234", "16505551234", "US.1"},
+		{"16505550000", "16505551234", "US.1"}, // listed under neither (a log another version wrote)
+		{"16505550000", "", ""},
+		{"x", "ab", "c"},
+	} {
+		for _, src := range rowSources[1:] {
+			l := listed{ok: true, kind: Temporary, source: src, granted: 10, expires: 20, callsLeft: 3, streak: 2, waID: c.waID, userID: c.userID}
+			r := newRow(c.contact, l)
+			var e Entry
+			r.fill(&e, "ch")
+			if e.Contact != c.contact || e.WaID != c.waID || e.UserID != c.userID || e.Source != src ||
+				e.CallsLeft != 3 || e.UnansweredStreak != 2 || e.Unconfirmed != (src == SourceInboundCall) {
+				t.Fatalf("%+v from %q: entry %+v", l, c.contact, e)
+			}
+		}
+	}
+	r := newRow("c", listed{ok: true, source: "written by hand", waID: "c"})
+	var e Entry
+	r.fill(&e, "ch")
+	if e.Source != "" {
+		t.Fatalf("unknown source reads as %q", e.Source)
+	}
+}

@@ -12,8 +12,9 @@
 //	go run ./cmd/serverbench -soak 10m -rate 4000   # RSS every 10 s, p99 per minute
 //
 // With -soak the load runs at -rate for that long while the server's RSS
-// (VmRSS of /proc/PID/status) is sampled every -sample; loadgen reports
-// the p99 of each minute.
+// (VmRSS of /proc/PID/status) is sampled every -sample, each sample with
+// the share of the machine's CPU time the hypervisor stole since the one
+// before (/proc/stat); loadgen reports the p99 of each minute.
 package main
 
 import (
