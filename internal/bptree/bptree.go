@@ -293,38 +293,44 @@ func (t *Tree[T]) setInner(n *inner[T], h int, k Key, item T) (bool, *inner[T], 
 // moves half the sibling's free room and reports whether it found a
 // sibling with room.
 func (t *Tree[T]) spill(n *inner[T], i int) bool {
-	l := n.leaves[i]
-	if i+1 < n.n {
-		if r := n.leaves[i+1]; r.n < leafCap-1 {
-			m := (leafCap - r.n) / 2
-			copy(r.a[m:r.n+m], r.a[:r.n])
-			copy(r.items[m:r.n+m], r.items[:r.n])
-			copy(r.a[:m], l.a[l.n-m:l.n])
-			copy(r.items[:m], l.items[l.n-m:l.n])
-			clear(l.items[l.n-m : l.n])
-			r.n += m
-			l.n -= m
-			sep := t.keyOf(&r.items[0])
-			n.a[i], n.seps[i] = sep.A, sep
-			return true
-		}
+	switch {
+	case i+1 < n.n && n.leaves[i+1].n < leafCap-1:
+		shiftRight(n.leaves[i], n.leaves[i+1], (leafCap-n.leaves[i+1].n)/2)
+		t.resetSep(n, i)
+	case i > 0 && n.leaves[i-1].n < leafCap-1:
+		shiftLeft(n.leaves[i-1], n.leaves[i], (leafCap-n.leaves[i-1].n)/2)
+		t.resetSep(n, i-1)
+	default:
+		return false
 	}
-	if i > 0 {
-		if left := n.leaves[i-1]; left.n < leafCap-1 {
-			m := (leafCap - left.n) / 2
-			copy(left.a[left.n:left.n+m], l.a[:m])
-			copy(left.items[left.n:left.n+m], l.items[:m])
-			copy(l.a[:l.n-m], l.a[m:l.n])
-			copy(l.items[:l.n-m], l.items[m:l.n])
-			clear(l.items[l.n-m : l.n])
-			left.n += m
-			l.n -= m
-			sep := t.keyOf(&l.items[0])
-			n.a[i-1], n.seps[i-1] = sep.A, sep
-			return true
-		}
-	}
-	return false
+	return true
+}
+
+// shiftLeft moves r's first m items to the end of l, its left sibling.
+func shiftLeft[T any](l, r *leaf[T], m int) {
+	copy(l.a[l.n:], r.a[:m])
+	copy(l.items[l.n:], r.items[:m])
+	copy(r.a[:], r.a[m:r.n])
+	copy(r.items[:], r.items[m:r.n])
+	clear(r.items[r.n-m : r.n])
+	l.n, r.n = l.n+m, r.n-m
+}
+
+// shiftRight moves l's last m items to the start of r, its right sibling.
+func shiftRight[T any](l, r *leaf[T], m int) {
+	copy(r.a[m:], r.a[:r.n])
+	copy(r.items[m:], r.items[:r.n])
+	copy(r.a[:], l.a[l.n-m:l.n])
+	copy(r.items[:], l.items[l.n-m:l.n])
+	clear(l.items[l.n-m : l.n])
+	l.n, r.n = l.n-m, r.n+m
+}
+
+// resetSep sets the separator between n's leaves i and i+1 to the first
+// key of leaf i+1, after items moved between them.
+func (t *Tree[T]) resetSep(n *inner[T], i int) {
+	sep := t.keyOf(&n.leaves[i+1].items[0])
+	n.a[i], n.seps[i] = sep.A, sep
 }
 
 // insertKid inserts a child right after child i, with sep before it.
@@ -412,26 +418,12 @@ func (t *Tree[T]) fixLeaf(n *inner[T], i int) {
 		removeKid(n, i)
 		return
 	}
-	half := total / 2
-	if l.n < half { // move r's first items to l's end
-		m := half - l.n
-		copy(l.a[l.n:], r.a[:m])
-		copy(l.items[l.n:], r.items[:m])
-		copy(r.a[:], r.a[m:r.n])
-		copy(r.items[:], r.items[m:r.n])
-		clear(r.items[r.n-m : r.n])
-		l.n, r.n = half, r.n-m
-	} else { // move l's last items to r's start
-		m := l.n - half
-		copy(r.a[m:], r.a[:r.n])
-		copy(r.items[m:], r.items[:r.n])
-		copy(r.a[:], l.a[half:l.n])
-		copy(r.items[:], l.items[half:l.n])
-		clear(l.items[half:l.n])
-		l.n, r.n = half, r.n+m
+	if half := total / 2; l.n < half {
+		shiftLeft(l, r, half-l.n)
+	} else {
+		shiftRight(l, r, l.n-half)
 	}
-	sep := t.keyOf(&r.items[0])
-	n.a[i], n.seps[i] = sep.A, sep
+	t.resetSep(n, i)
 }
 
 // fixInner merges n's underfull inner child i with a sibling, or evens
