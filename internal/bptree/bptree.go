@@ -30,11 +30,12 @@ func (k Key) Compare(o Key) int {
 }
 
 const (
-	// Items per leaf: 67 fills Go's size classes for the index's two
-	// kinds of leaf (67 rows of 64 bytes and their keys: 4,832 of a
-	// 4,864-byte class; 67 keys of 32 bytes: 2,688 of 2,688), where 64
-	// left 5% of each leaf unused.
-	leafCap  = 67
+	// Items per leaf: 66 fills Go's size classes for the index's kinds of
+	// leaf, counting the 8-byte header Go puts before each object over
+	// 512 bytes that holds pointers: 66 rows of 64 bytes take 4,768 of a
+	// 4,864-byte class; 66 keys of 32 bytes 2,656 of 2,688. At 67 the
+	// keys took 2,696 bytes and so a 3,072-byte class.
+	leafCap  = 66
 	innerCap = 64 // children per inner node
 	// A node below a quarter full after a delete is merged with a
 	// sibling or takes items from it.
@@ -241,7 +242,10 @@ func (t *Tree[T]) setInner(n *inner[T], h int, k Key, item T) (bool, *inner[T], 
 	var rightInner *inner[T]
 	if h == 1 {
 		if l := n.leaves[i]; l.n == leafCap {
-			if _, found := t.find(l, k); !found && t.spill(n, i) {
+			// Past a leaf's end (rising keys) setLeaf starts a new leaf
+			// and leaves this one full; anywhere else a full leaf first
+			// makes room beside it.
+			if at, found := t.find(l, k); !found && (t.spill(n, i) || at < leafCap && t.split3(n, i)) {
 				i = n.child(k)
 			}
 		}
@@ -303,6 +307,30 @@ func (t *Tree[T]) spill(n *inner[T], i int) bool {
 	default:
 		return false
 	}
+	return true
+}
+
+// split3 makes room in n's full leaf i when its neighbours are full too,
+// as a B*-tree does: the leaf and a neighbour share their items with a
+// new leaf between them, each two thirds full, where a split would leave
+// two halves. A load that fills every leaf at the same pace (inserts
+// spread evenly over the keys) then stays above two thirds rather than
+// falling to a half. It reports false when n has no room for a child.
+func (t *Tree[T]) split3(n *inner[T], i int) bool {
+	if n.n == innerCap || n.n < 2 {
+		return false
+	}
+	i = siblings(n.n, i)
+	l, r := n.leaves[i], n.leaves[i+1]
+	third := (l.n + r.n) / 3
+	if third < l.n-third || l.n <= third { // only for two full leaves (spill found no room)
+		return false
+	}
+	m := &leaf[T]{}
+	shiftRight(l, m, l.n-third)
+	insertKid(n, i, t.keyOf(&m.items[0]), m, nil)
+	shiftLeft(m, r, third-m.n)
+	t.resetSep(n, i+1)
 	return true
 }
 
