@@ -271,3 +271,27 @@ func TestWorkload(t *testing.T) {
 		}
 	}
 }
+
+// permute is a permutation of 0..n-1 for every n, including the ones
+// that are not a power of four.
+func TestPermute(t *testing.T) {
+	for _, n := range []uint64{1, 2, 3, 4, 5, 997, 1000, 1 << 12, 10_000, 65_537} {
+		seen := make([]bool, n)
+		for i := range n {
+			p := permute(i, n)
+			if p >= n || seen[p] {
+				t.Fatalf("n=%d: permute(%d) = %d, out of range or repeated", n, i, p)
+			}
+			seen[p] = true
+		}
+	}
+	rising := 0 // a random order rises about half the time
+	for i := range uint64(9_999) {
+		if permute(i+1, 1_000_000) > permute(i, 1_000_000) {
+			rising++
+		}
+	}
+	if rising < 4_500 || rising > 5_500 {
+		t.Errorf("%d of 9,999 consecutive positions rise; a random order gives about 5,000", rising)
+	}
+}

@@ -17,7 +17,6 @@ var T0 = time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
 const (
 	HotChannel = "106540352242922"
 	PageSize   = 50
-	permStride = 1_000_003 // prime: i*permStride mod n permutes 0..n-1 for n not a multiple of it
 )
 
 var coldChannels = [...]string{"106540352240001", "106540352240002", "106540352240003", "106540352240004"}
@@ -48,7 +47,7 @@ const span = 167 * time.Hour
 // Grant returns grant i of the workload, 0 <= i < N.
 func (w Workload) Grant(i int) Grant {
 	ch := channelOf(i)
-	pos := int64(uint64(i) * permStride % uint64(w.N)) // distinct positions 0..N-1
+	pos := int64(permute(uint64(i), uint64(w.N))) // distinct positions 0..N-1, in random order
 	// Whole microseconds (store.Precision, what the tracker keeps), still
 	// distinct for N up to span/1µs.
 	step := int64(span) / int64(w.N) / int64(time.Microsecond) * int64(time.Microsecond)
@@ -92,6 +91,30 @@ func mix(k uint64) uint64 {
 	k = (k ^ (k >> 30)) * 0xbf58476d1ce4e5b9
 	k = (k ^ (k >> 27)) * 0x94d049bb133111eb
 	return k ^ (k >> 31)
+}
+
+// permute maps i, 0 <= i < n, to a distinct position in 0..n-1, in an
+// order that looks random: a Feistel network over the smallest power of
+// four at or above n, each result outside 0..n-1 mapped again until it
+// lands inside (cycle walking, which keeps it a permutation). A stride
+// (i*p mod n) is not random: with p = 1,000,003 and n = 10^6 it is 3i mod
+// n, three rising passes, which fill a B-tree unlike a random order.
+func permute(i, n uint64) uint64 {
+	half := uint(1)
+	for 1<<(2*half) < n {
+		half++
+	}
+	mask := uint64(1)<<half - 1
+	for {
+		l, r := i>>half, i&mask
+		for round := range uint64(4) {
+			l, r = r, l^(mix(r+round<<56)&mask)
+		}
+		i = l<<half | r
+		if i < n {
+			return i
+		}
+	}
 }
 
 // randomIn returns a pseudo-random duration in [0, d), whole microseconds.
