@@ -2,6 +2,7 @@ package permission
 
 import (
 	"cmp"
+	"hash/maphash"
 	"math"
 	"slices"
 	"time"
@@ -18,12 +19,18 @@ import (
 // value in the leaves of its channel's expiry order (a B+tree whose
 // searches read packed expiries, internal/bptree), so that a page is a
 // range scan over consecutive rows that follows no pointer; a second,
-// smaller order by grant time holds the rows' keys. A channel's map says, per pair, where
-// its row is and when it next wakes. Most pairs wake at their row's
-// expiry: the expiry order already holds that instant, so the global order
-// of wake-ups holds only the others, and a small order of channels by
-// their first such expiry joins the two for the sweep. Nothing per pair is
-// allocated on its own.
+// smaller order by grant time holds the rows' keys. A third tree, by a hash
+// of the contact, says per pair where its row is. Most pairs wake at their
+// row's expiry: the expiry order already holds that instant, so only the
+// others keep their wake-up apart (a small map, and the global order of
+// wake-ups), and a small order of channels by their first such expiry
+// joins the two for the sweep. Nothing per pair is allocated on its own.
+//
+// The pairs are a B+tree rather than a Go map for memory: a map doubles
+// its tables as it grows, so its bytes per entry swing with the count (a
+// map of 40-byte entries took 63 B each at 800,000 and 101 B at a
+// million), where the tree splits one leaf at a time and stays about 86%
+// full: 50 B per slot at either count.
 
 const (
 	btreeDegree = 32
@@ -133,20 +140,36 @@ func keyRecentKey(k *rowKey) bptree.Key { return recentKey(k.granted, k.expires,
 // or after from.
 func firstExpiringFrom(from int64) bptree.Key { return bptree.Key{A: from, B: math.MinInt64} }
 
-// pairSlot is what a channel's map knows of a pair: listed (its row's
-// key) or waiting for a wake-up, or both.
-type pairSlot struct {
+// slot is a pair a channel knows: listed (its row's key) or waiting for a
+// wake-up, or both. Its wake-up is its row's expiry unless the channel's
+// otherWakes says otherwise (see channelIndex.wakeOf).
+type slot struct {
+	contact          string
 	granted, expires int64 // of the listed row; granted is none when not listed
-	wake             int64 // unix ns, none for no wake-up
 }
 
-func (s pairSlot) listed() bool { return s.granted != none }
+func (s *slot) listed() bool { return s.granted != none }
 
-// wakesAtExpiry reports whether s's wake-up is its listed row's expiry,
-// which the channel's expiry order then stands for.
-func (s pairSlot) wakesAtExpiry() bool {
-	return s.listed() && s.wake != none && s.wake == s.expires
+// expiryWake is the wake-up a slot has when otherWakes holds none for it:
+// its row's expiry, or none for a permanent row or no row.
+func (s *slot) expiryWake() int64 {
+	if s.listed() && s.expires != never {
+		return s.expires
+	}
+	return none
 }
+
+// slotSeed hashes contacts into the order of slots: the order only has to
+// last as long as the process.
+var slotSeed = maphash.MakeSeed()
+
+// slotKey is a pair's key in its channel's slots: by the contact's hash,
+// so that a search compares integers, then by the contact itself.
+func slotKey(contact string) bptree.Key {
+	return bptree.Key{A: int64(maphash.String(slotSeed, contact)), C: contact}
+}
+
+func keySlotKey(s *slot) bptree.Key { return slotKey(s.contact) }
 
 // wakeItem is a pair's wake-up in the global order of the others.
 type wakeItem struct {
@@ -166,11 +189,12 @@ func lessWake(a, b wakeItem) bool {
 }
 
 type channelIndex struct {
-	name     string
-	slots    map[string]pairSlot // listed or waiting for a wake-up
-	listed   int
-	byExpiry *bptree.Tree[row]    // the rows, by expiryKey
-	byRecent *bptree.Tree[rowKey] // their keys, by recentKey
+	name       string
+	slots      *bptree.Tree[slot] // listed or waiting for a wake-up, by slotKey
+	otherWakes map[string]int64   // the wake-ups that are not their slot's expiryWake
+	listed     int
+	byExpiry   *bptree.Tree[row]    // the rows, by expiryKey
+	byRecent   *bptree.Tree[rowKey] // their keys, by recentKey
 	// firstDue is the earliest expiry of a row whose pair wakes at it
 	// (none when no pair does): the channel's key in index.firsts. While
 	// firstStale it may be earlier (see unlink).
@@ -189,6 +213,20 @@ func lessFirst(a, b channelFirst) bool {
 		return a.at < b.at
 	}
 	return a.ch.name < b.ch.name
+}
+
+// wakeOf returns s's wake-up instant, or none.
+func (c *channelIndex) wakeOf(s *slot) int64 {
+	if w, ok := c.otherWakes[s.contact]; ok {
+		return w
+	}
+	return s.expiryWake()
+}
+
+// wakesAtExpiry reports whether s's wake-up is its listed row's expiry,
+// which the channel's expiry order then stands for.
+func wakesAtExpiry(s *slot, wake int64) bool {
+	return s.listed() && wake != none && wake == s.expires
 }
 
 // row returns the listed row of k.
@@ -216,11 +254,12 @@ func (x *index) channel(name string, create bool) *channelIndex {
 	c := x.channels[name]
 	if c == nil && create {
 		c = &channelIndex{
-			name:     name,
-			slots:    make(map[string]pairSlot),
-			byExpiry: bptree.New(rowExpiryKey),
-			byRecent: bptree.New(keyRecentKey),
-			firstDue: none,
+			name:       name,
+			slots:      bptree.New(keySlotKey),
+			otherWakes: make(map[string]int64),
+			byExpiry:   bptree.New(rowExpiryKey),
+			byRecent:   bptree.New(keyRecentKey),
+			firstDue:   none,
 		}
 		x.channels[name] = c
 	}
@@ -234,20 +273,22 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 		return
 	}
 	contact := k.Contact
-	s, known := c.slots[contact]
+	key := slotKey(contact)
+	at, known := c.slots.Get(key) // valid until c.slots changes: unlink and the rows' trees leave it alone
 	if known {
-		x.unlink(c, contact, s)
+		x.unlink(c, *at, c.wakeOf(at))
 	} else if !ok && wake == none {
 		return
 	}
 	if !ok && wake == none {
-		delete(c.slots, contact)
-		if len(c.slots) == 0 {
+		c.slots.Delete(key)
+		delete(c.otherWakes, contact)
+		if c.slots.Len() == 0 {
 			delete(x.channels, k.Channel)
 		}
 		return
 	}
-	s = pairSlot{granted: none, wake: wake}
+	s := slot{contact: contact, granted: none}
 	if ok {
 		if l.granted == none {
 			l.granted = none + 1 // only a hand-edited change log lists no grant time; none means "not listed"
@@ -259,25 +300,36 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 		c.byRecent.Set(keyRecentKey(&k), k)
 		c.listed++
 	}
+	if wake == s.expiryWake() {
+		delete(c.otherWakes, contact)
+	} else {
+		c.otherWakes[contact] = wake
+	}
 	switch {
-	case s.wakesAtExpiry():
+	case wakesAtExpiry(&s, wake):
 		if c.firstDue == none || wake < c.firstDue {
 			x.setFirst(c, wake)
 		}
 	case wake != none:
 		x.wakes.ReplaceOrInsert(wakeItem{at: wake, ch: c, contact: contact})
 	}
-	c.slots[contact] = s
+	if known {
+		*at = s
+	} else {
+		c.slots.Set(key, s)
+	}
 }
 
-func (x *index) unlink(c *channelIndex, contact string, s pairSlot) {
+// unlink takes s, which wakes at wake, out of the rows' trees and the
+// orders of wake-ups; c.slots keeps it.
+func (x *index) unlink(c *channelIndex, s slot, wake int64) {
 	if s.listed() {
-		c.byExpiry.Delete(expiryKey(s.granted, s.expires, contact))
-		c.byRecent.Delete(recentKey(s.granted, s.expires, contact))
+		c.byExpiry.Delete(expiryKey(s.granted, s.expires, s.contact))
+		c.byRecent.Delete(recentKey(s.granted, s.expires, s.contact))
 		c.listed--
 	}
 	switch {
-	case s.wakesAtExpiry():
+	case wakesAtExpiry(&s, wake):
 		// The next due row is found once per batch (refreshFirsts), not
 		// once per row a sweep removes: until then firstDue is a lower
 		// bound, which inserts keep exact or lower.
@@ -285,8 +337,8 @@ func (x *index) unlink(c *channelIndex, contact string, s pairSlot) {
 			c.firstStale = true
 			x.stale = append(x.stale, c)
 		}
-	case s.wake != none:
-		x.wakes.Delete(wakeItem{at: s.wake, ch: c, contact: contact})
+	case wake != none:
+		x.wakes.Delete(wakeItem{at: wake, ch: c, contact: s.contact})
 	}
 }
 
@@ -305,10 +357,17 @@ func (c *channelIndex) nextDue(from int64) int64 {
 	return at
 }
 
-// wakesAt reports whether r's pair wakes at r's expiry.
+// wakesAt reports whether r's pair wakes at r's expiry. A row is its
+// slot's listed row, so only otherWakes can say otherwise.
 func (c *channelIndex) wakesAt(r *row) bool {
-	s := c.slots[r.contact]
-	return s.wakesAtExpiry() && s.expires == r.expires
+	w, ok := c.otherWakes[r.contact]
+	if !ok {
+		w = r.expires
+		if w == never {
+			w = none
+		}
+	}
+	return w != none && w == r.expires
 }
 
 // refreshFirsts makes every firstDue that unlinks left stale exact

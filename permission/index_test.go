@@ -19,7 +19,8 @@ func TestIndexWakes(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for iter := range 200 {
 		x := newIndex()
-		model := map[store.Key]int64{} // pair → wake-up
+		model := map[store.Key]int64{}    // pair → wake-up
+		listedAt := map[store.Key]int64{} // listed pair → expiry
 		for range 300 {
 			k := store.Key{Channel: "ch" + strconv.Itoa(r.IntN(3)), Contact: "c" + strconv.Itoa(r.IntN(1+iter%40))}
 			ok := r.IntN(4) > 0
@@ -47,12 +48,52 @@ func TestIndexWakes(t *testing.T) {
 			} else {
 				delete(model, k)
 			}
+			if ok {
+				listedAt[k] = l.expires
+			} else {
+				delete(listedAt, k)
+			}
 		}
 		x.refreshFirsts()
+		slots := 0
+		for name, c := range x.channels { // each slot is a pair listed or waking, as the model says
+			slots += c.slots.Len()
+			c.slots.AscendAll(func(s *slot) bool {
+				k := store.Key{Channel: name, Contact: s.contact}
+				wake, waking := model[k]
+				if !waking {
+					wake = none
+				}
+				exp, listed := listedAt[k]
+				if s.listed() != listed || listed && s.expires != exp || c.wakeOf(s) != wake {
+					t.Fatalf("iteration %d: slot %v listed %v expiring %d waking %d, want listed %v expiring %d waking %d",
+						iter, k, s.listed(), s.expires, c.wakeOf(s), listed, exp, wake)
+				}
+				if w, ok := c.otherWakes[s.contact]; ok && w == s.expiryWake() {
+					t.Fatalf("iteration %d: slot %v keeps its expiry's wake-up %d apart", iter, k, w)
+				}
+				return true
+			})
+			for contact := range c.otherWakes {
+				if _, ok := c.slots.Get(slotKey(contact)); !ok {
+					t.Fatalf("iteration %d: channel %s keeps a wake-up for %s, which has no slot", iter, name, contact)
+				}
+			}
+		}
+		pairs := map[store.Key]bool{}
+		for k := range model {
+			pairs[k] = true
+		}
+		for k := range listedAt {
+			pairs[k] = true
+		}
+		if slots != len(pairs) {
+			t.Fatalf("iteration %d: %d slots, want %d", iter, slots, len(pairs))
+		}
 		for name, c := range x.channels { // each channel's firstDue is its earliest expiry that is a wake-up
 			want := int64(none)
 			for k, w := range model {
-				if s := c.slots[k.Contact]; k.Channel == name && s.wakesAtExpiry() && (want == none || w < want) {
+				if s, ok := c.slots.Get(slotKey(k.Contact)); ok && k.Channel == name && wakesAtExpiry(s, c.wakeOf(s)) && (want == none || w < want) {
 					want = w
 				}
 			}
