@@ -2,6 +2,7 @@ package permission
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 
+	"github.com/callready/callready/store"
 	"github.com/callready/callready/store/memory"
 )
 
@@ -208,4 +210,55 @@ func BenchmarkRegrantRandom(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkIndex1M measures the in-memory index alone, without the store:
+// re-granting random pairs of 1M (each moves its row in both orders and
+// updates its slot) and removing pairs as the sweep does (due, then each
+// pair leaves). Where BenchmarkSweep100k and the Record benchmarks are
+// dominated by the store, this shows what the index's layout costs.
+func BenchmarkIndex1M(b *testing.B) {
+	const n = 1_000_000
+	keys := make([]store.Key, n)
+	for i := range keys {
+		keys[i] = store.Key{Channel: ch, Contact: "1650" + strconv.Itoa(1_000_000+i)}
+	}
+	load := func(r *rand.Rand) *index {
+		x := newIndex()
+		for _, k := range keys {
+			exp := int64(1e15) + r.Int64N(1e15)
+			x.apply(k, listed{ok: true, granted: 1, expires: exp, waID: k.Contact}, true, exp)
+		}
+		x.refreshFirsts()
+		return x
+	}
+	b.Run("regrant", func(b *testing.B) {
+		r := rand.New(rand.NewPCG(1, 2))
+		x := load(r)
+		b.ResetTimer()
+		for i := range b.N {
+			k := keys[r.IntN(n)]
+			exp := int64(1e15) + r.Int64N(1e15)
+			x.apply(k, listed{ok: true, granted: int64(2 + i), expires: exp, waID: k.Contact}, true, exp)
+		}
+	})
+	b.Run("remove", func(b *testing.B) {
+		x := load(rand.New(rand.NewPCG(1, 2)))
+		b.ResetTimer()
+		removed := 0
+		for removed < b.N {
+			due := x.due(math.MaxInt64-1, min(DefaultMaxBatch, b.N-removed))
+			if len(due) == 0 {
+				b.StopTimer()
+				x = load(rand.New(rand.NewPCG(uint64(removed), 2)))
+				b.StartTimer()
+				continue
+			}
+			for _, k := range due {
+				x.apply(k, listed{}, false, none)
+			}
+			x.refreshFirsts()
+			removed += len(due)
+		}
+	})
 }

@@ -374,11 +374,19 @@ func insertKid[T any](n *inner[T], i int, sep Key, l *leaf[T], c *inner[T]) {
 
 // Delete removes the item with key k and reports whether there was one.
 func (t *Tree[T]) Delete(k Key) bool {
+	_, ok := t.Take(k)
+	return ok
+}
+
+// Take removes the item with key k and returns it, if there was one: a
+// Get and a Delete in one search.
+func (t *Tree[T]) Take(k Key) (T, bool) {
 	if t.root == nil {
 		return t.deleteLeaf(t.leaf, k)
 	}
-	if !t.deleteInner(t.root, t.height, k) {
-		return false
+	item, ok := t.deleteInner(t.root, t.height, k)
+	if !ok {
+		return item, false
 	}
 	if t.root.n == 1 { // the root lost a level
 		if t.height == 1 {
@@ -388,41 +396,38 @@ func (t *Tree[T]) Delete(k Key) bool {
 		}
 		t.height--
 	}
-	return true
+	return item, true
 }
 
-func (t *Tree[T]) deleteLeaf(l *leaf[T], k Key) bool {
+func (t *Tree[T]) deleteLeaf(l *leaf[T], k Key) (T, bool) {
+	var zero T
 	i, found := t.find(l, k)
 	if !found {
-		return false
+		return zero, false
 	}
+	item := l.items[i]
 	copy(l.a[i:], l.a[i+1:l.n])
 	copy(l.items[i:], l.items[i+1:l.n])
 	l.n--
-	var zero T
 	l.items[l.n] = zero
 	t.n--
-	return true
+	return item, true
 }
 
-func (t *Tree[T]) deleteInner(n *inner[T], h int, k Key) bool {
+func (t *Tree[T]) deleteInner(n *inner[T], h int, k Key) (T, bool) {
 	i := n.child(k)
 	if h == 1 {
-		if !t.deleteLeaf(n.leaves[i], k) {
-			return false
-		}
-		if n.leaves[i].n < leafMin && n.n > 1 {
+		item, ok := t.deleteLeaf(n.leaves[i], k)
+		if ok && n.leaves[i].n < leafMin && n.n > 1 {
 			t.fixLeaf(n, i)
 		}
-		return true
+		return item, ok
 	}
-	if !t.deleteInner(n.kids[i], h-1, k) {
-		return false
-	}
-	if n.kids[i].n < innerMin && n.n > 1 {
+	item, ok := t.deleteInner(n.kids[i], h-1, k)
+	if ok && n.kids[i].n < innerMin && n.n > 1 {
 		fixInner(n, i)
 	}
-	return true
+	return item, ok
 }
 
 // siblings returns the children to balance with child i: i and its right

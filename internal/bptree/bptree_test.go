@@ -143,10 +143,10 @@ func TestTreeAgainstModel(t *testing.T) {
 				case len(m) > 0 && r.IntN(4) > 0:
 					// An existing key, mostly.
 					i := r.IntN(len(m))
-					k := m[i].k
+					want := m[i]
 					m = slices.Delete(m, i, i+1)
-					if !tr.Delete(k) {
-						t.Fatalf("step %d: Delete(%v) found nothing", step, k)
+					if got, ok := tr.Take(want.k); !ok || got != want {
+						t.Fatalf("step %d: Take(%v) = %v %v, want %v", step, want.k, got, ok, want)
 					}
 				default:
 					k := randomKey(r, max(tc.spread, 10))
