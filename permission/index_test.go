@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"unsafe"
 
 	"github.com/callready/callready/store"
 )
@@ -173,5 +174,19 @@ func TestRowRoundTrip(t *testing.T) {
 	r.fill(&e, "ch")
 	if e.Source != "" {
 		t.Fatalf("unknown source reads as %q", e.Source)
+	}
+}
+
+// The index's items keep the sizes internal/bptree's leaves are sized
+// for (bptree.TestLeafSizes): a row of 64 bytes, keys and slots of 32.
+func TestIndexItemSizes(t *testing.T) {
+	if got := unsafe.Sizeof(row{}); got != 64 {
+		t.Errorf("a row is %d bytes, want 64", got)
+	}
+	if got := unsafe.Sizeof(rowKey{}); got != 32 {
+		t.Errorf("a row key is %d bytes, want 32", got)
+	}
+	if got := unsafe.Sizeof(slot{}); got != 32 {
+		t.Errorf("a slot is %d bytes, want 32", got)
 	}
 }
