@@ -129,7 +129,7 @@ func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, 
 // set), after the cursor's row when not nil.
 func listPage(c *channelIndex, q Query, after *row) Page {
 	var page Page
-	if c == nil || c.listed == 0 {
+	if c == nil || c.listed() == 0 {
 		return page
 	}
 	now := q.Now.UnixNano()
@@ -137,7 +137,7 @@ func listPage(c *channelIndex, q Query, after *row) Page {
 	if q.ExpiringWithin > 0 && int64(q.ExpiringWithin) < never-now {
 		horizon = now + int64(q.ExpiringWithin)
 	}
-	page.Entries = make([]Entry, 0, min(q.Limit, c.listed))
+	page.Entries = make([]Entry, 0, min(q.Limit, c.listed()))
 	var last row
 	more := false
 	visit := func(r *row) bool {
@@ -281,7 +281,7 @@ func (t *Tracker) Count(channel string, now time.Time, within time.Duration) (ca
 		}
 		return true
 	})
-	return c.listed - stale, soon, nil
+	return c.listed() - stale, soon, nil
 }
 
 // Channels returns the channels that have at least one listed entry
@@ -290,7 +290,7 @@ func (t *Tracker) Channels() []string {
 	t.mu.RLock()
 	out := make([]string, 0, len(t.idx.channels))
 	for name, c := range t.idx.channels {
-		if c.listed > 0 {
+		if c.listed() > 0 {
 			out = append(out, name)
 		}
 	}

@@ -153,12 +153,21 @@ type slot struct {
 func (s *slot) listed() bool { return s.granted != none }
 
 // expiryWake is the wake-up a slot has when otherWakes holds none for it:
-// its row's expiry, or none for a permanent row or no row.
+// its row's (rowWake), or none for no row.
 func (s *slot) expiryWake() int64 {
-	if s.listed() && s.expires != never {
-		return s.expires
+	if !s.listed() {
+		return none
 	}
-	return none
+	return rowWake(s.expires)
+}
+
+// rowWake is the wake-up of a row's pair when otherWakes holds none for
+// it: the row's expiry, or none for a permanent row.
+func rowWake(expires int64) int64 {
+	if expires == never {
+		return none
+	}
+	return expires
 }
 
 // slotSeed hashes contacts into the order of slots: the order only has to
@@ -192,9 +201,8 @@ func lessWake(a, b wakeItem) bool {
 
 type channelIndex struct {
 	name       string
-	slots      *bptree.Tree[slot] // listed or waiting for a wake-up, by slotKey
-	otherWakes map[string]int64   // the wake-ups that are not their slot's expiryWake
-	listed     int
+	slots      *bptree.Tree[slot]   // listed or waiting for a wake-up, by slotKey
+	otherWakes map[string]int64     // the wake-ups that are not their slot's expiryWake
 	byExpiry   *bptree.Tree[row]    // the rows, by expiryKey
 	byRecent   *bptree.Tree[rowKey] // their keys, by recentKey
 	// firstDue is the earliest expiry of a row whose pair wakes at it
@@ -230,6 +238,9 @@ func (c *channelIndex) wakeOf(s *slot) int64 {
 func wakesAtExpiry(s *slot, wake int64) bool {
 	return s.listed() && wake != none && wake == s.expires
 }
+
+// listed returns how many rows c lists.
+func (c *channelIndex) listed() int { return c.byExpiry.Len() }
 
 // row returns the listed row of k.
 func (c *channelIndex) row(k *rowKey) (*row, bool) {
@@ -300,7 +311,6 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 		c.byExpiry.Set(rowExpiryKey(&r), r)
 		k := r.key()
 		c.byRecent.Set(keyRecentKey(&k), k)
-		c.listed++
 	}
 	if wake == s.expiryWake() {
 		delete(c.otherWakes, contact)
@@ -328,7 +338,6 @@ func (x *index) unlink(c *channelIndex, s slot, wake int64) {
 	if s.listed() {
 		c.byExpiry.Delete(expiryKey(s.granted, s.expires, s.contact))
 		c.byRecent.Delete(recentKey(s.granted, s.expires, s.contact))
-		c.listed--
 	}
 	switch {
 	case wakesAtExpiry(&s, wake):
@@ -364,10 +373,7 @@ func (c *channelIndex) nextDue(from int64) int64 {
 func (c *channelIndex) wakesAt(r *row) bool {
 	w, ok := c.otherWakes[r.contact]
 	if !ok {
-		w = r.expires
-		if w == never {
-			w = none
-		}
+		w = rowWake(r.expires)
 	}
 	return w != none && w == r.expires
 }
@@ -469,7 +475,7 @@ func (x *index) due(now int64, limit int) []store.Key {
 
 func (x *index) size() (entries int) {
 	for _, c := range x.channels {
-		entries += c.listed
+		entries += c.listed()
 	}
 	return entries
 }
