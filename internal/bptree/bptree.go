@@ -3,9 +3,9 @@
 // reads the integers of the first key component from a packed array in
 // each node (eight to a cache line) and compares whole keys only among
 // equal first components. Inner nodes hold separator keys only; leaves
-// hold the items. It is what the permission index orders its rows and pairs with:
-// at a million rows a search touches about half the cache lines it did in
-// a B-tree that compares the items themselves.
+// hold the items. The permission index orders its rows and its pairs
+// with it: at a million rows a search touches about half the cache lines
+// it did in a B-tree that compares the items themselves.
 //
 // A Tree is not safe for concurrent use.
 package bptree
