@@ -29,10 +29,12 @@
 //   - foreign_keys(1): harmless for these tables; keeps a CRM's own tables
 //     in the same file honest.
 //
-// _txlock=immediate is not needed: the adapter starts its write
-// transactions with BEGIN IMMEDIATE itself, on a dedicated connection, so a
-// transaction never fails to upgrade from reader to writer. Any pool size
-// works; SetMaxOpenConns(1) serializes reads behind writes but is correct.
+// _txlock=immediate is not needed: the first statement of every write
+// transaction writes the meta row, which takes the write lock before
+// anything is read, so a transaction never fails to upgrade from reader to
+// writer. Any pool size works; SetMaxOpenConns(1) serializes reads behind
+// writes but is correct. The write path's statements stay prepared on the
+// *sql.DB (database/sql compiles each once per connection) until Close.
 //
 // PostgreSQL is tested with github.com/jackc/pgx/v5/stdlib, driver name
 // "pgx", DSN postgres://user:pass@host:5432/db?sslmode=…; lib/pq works too.
@@ -64,7 +66,8 @@
 // transaction and sent as a few multi-row statements before COMMIT.
 //
 // Each transaction starts by locking the meta row (SELECT … FOR UPDATE on
-// PostgreSQL; BEGIN IMMEDIATE already holds SQLite's single write lock)
+// PostgreSQL; on SQLite a no-op UPDATE of it, which takes the single write
+// lock)
 // and reads the last revision; its appends take the next ones and it
 // stores the new maximum before committing. The next writer can only read
 // the counter once the previous one committed, so revisions are positive,
@@ -90,7 +93,7 @@
 // returns store.ErrCompacted.
 //
 // On PostgreSQL Tx.GetMany (store.GetManyTx) reads a whole batch of pairs
-// with one SELECT … WHERE (channel, contact) IN (…) FOR UPDATE per 500
+// with one SELECT … WHERE (channel, contact) IN (…) FOR UPDATE per 512
 // keys; on SQLite without FOR UPDATE, the write transaction being
 // exclusive already.
 //

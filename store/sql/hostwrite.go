@@ -8,8 +8,8 @@ import (
 	"github.com/callready/callready/store"
 )
 
-// Querier runs statements inside a Store's write transaction: a *sql.Tx
-// on PostgreSQL, the *sql.Conn holding BEGIN IMMEDIATE on SQLite.
+// Querier runs statements inside a Store's write transaction (a *sql.Tx;
+// on SQLite its statements run prepared, see PrepareContext).
 type Querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -17,9 +17,10 @@ type Querier interface {
 	// PrepareContext returns query prepared for this transaction, the same
 	// statement for every call with the same query in the transaction (the
 	// host writes of one group-committed batch share it, so a row shape
-	// written once per webhook is parsed once per batch). The store closes
-	// it when the transaction ends: do not Close it, nor use it after the
-	// write returns.
+	// written once per webhook is parsed once per batch). On SQLite the
+	// Store then keeps the text prepared for later transactions too, up to
+	// a few hundred texts. The store closes it when the transaction ends:
+	// do not Close it, nor use it after the write returns.
 	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
@@ -80,10 +81,8 @@ func (q txQuerier) PrepareContext(ctx context.Context, query string) (*sql.Stmt,
 	return st, nil
 }
 
-// closeStmts closes the statements prepared for t. It runs before the
-// transaction ends: a statement prepared on SQLite's *sql.Conn is not
-// closed by the COMMIT, and closing it once the connection is back in the
-// pool (or closed by it) would race another transaction on it.
+// closeStmts closes the statements prepared for t, before the transaction
+// ends (a statement bound to a cached one only releases its hold on it).
 func (t *tx) closeStmts() {
 	for _, st := range t.stmts {
 		_ = st.Close()

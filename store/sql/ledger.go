@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,8 +10,9 @@ import (
 	"github.com/callready/callready/store"
 )
 
-// knownChunk bounds the dedupe keys of one Known statement.
-const knownChunk = 500
+// knownChunk bounds the dedupe keys of one Known statement; a power of
+// two for pow2Chunks.
+const knownChunk = 512
 
 // Known reports which refs are in the ledger or appended earlier in this
 // transaction, with one SELECT per channel and knownChunk keys.
@@ -28,7 +28,7 @@ func (t *tx) Known(ctx context.Context, refs []store.EventRef) (map[store.EventR
 	}
 	s := t.s
 	for channel, keys := range byChannel {
-		for chunk := range slices.Chunk(keys, knownChunk) {
+		for chunk := range pow2Chunks(keys, knownChunk) {
 			var b strings.Builder
 			args := make([]any, 0, len(chunk)+1)
 			args = append(args, channel)

@@ -65,6 +65,9 @@ type Store struct {
 	// SQLite allows one writer at a time: writers of this Store queue here
 	// instead of spinning in SQLite's busy handler.
 	wsem chan struct{}
+	// stmts keeps SQLite's write statements prepared (nil on PostgreSQL,
+	// where pgx caches prepared statements itself).
+	stmts *stmtCache
 
 	closed    atomic.Bool
 	done      chan struct{}
@@ -115,6 +118,12 @@ func Open(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 	p := prefix
 	s.qMetaRead = "SELECT revision FROM " + p + "meta WHERE id = 1"
 	s.qMetaLock = s.qMetaRead + d.forUpdate()
+	if d == SQLite {
+		// A write as the transaction's first statement takes SQLite's
+		// write lock before anything is read.
+		s.qMetaLock = "UPDATE " + p + "meta SET revision = revision WHERE id = 1 RETURNING revision"
+		s.stmts = newStmtCache(db)
+	}
 	s.qMetaSet = d.rebind("UPDATE " + p + "meta SET revision = ? WHERE id = 1")
 	s.qPrune = d.rebind("DELETE FROM " + p + "changes WHERE revision <= ?")
 	s.qGet = d.rebind("SELECT " + stateCols + " FROM " + p + "pairs WHERE channel = ? AND contact = ?")
@@ -181,12 +190,20 @@ func notifyChannel(prefix string) string {
 // that implement Wait differently (package pglisten).
 func (s *Store) Done() <-chan struct{} { return s.done }
 
-// Close makes later calls fail with store.ErrClosed and wakes Wait
-// callers. It does not close the *sql.DB. It is idempotent.
+// Close makes later calls fail with store.ErrClosed, wakes Wait callers
+// and, on SQLite, waits for the write in flight to end before closing the
+// statements it kept prepared. It does not close the *sql.DB. It is
+// idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.done)
+		if s.stmts != nil {
+			// Wait for the write in flight, which may be using them.
+			s.wsem <- struct{}{}
+			s.stmts.close()
+			<-s.wsem
+		}
 	})
 	return nil
 }
@@ -207,12 +224,13 @@ type querier interface {
 
 // inTx runs fn in one write transaction and commits it if fn returns nil.
 //
-// On SQLite the transaction starts with BEGIN IMMEDIATE on a dedicated
-// connection, whatever the DSN's _txlock: it takes the write lock up front,
-// so a reader can never fail to upgrade to a writer with SQLITE_BUSY
-// halfway through. On PostgreSQL it is a READ COMMITTED transaction: the
-// lock on the meta row (see tx.begin) serializes writers, and each
-// statement after it sees what earlier writers committed.
+// On SQLite the transaction's first statement writes the meta row (see
+// tx.begin), whatever the DSN's _txlock: it takes the write lock up front,
+// as BEGIN IMMEDIATE would, so a reader can never fail to upgrade to a
+// writer with SQLITE_BUSY halfway through. Its statements run prepared
+// (stmtCache). On PostgreSQL it is a READ COMMITTED transaction: the lock
+// on the meta row serializes writers, and each statement after it sees
+// what earlier writers committed.
 func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 	if s.dialect == Postgres {
 		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
@@ -234,7 +252,20 @@ func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return s.onConn(ctx, "BEGIN IMMEDIATE", "COMMIT", fn)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	q := &cachedTx{tx: tx, cache: s.stmts}
+	if err := fn(q); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: commit: %w", err)
+	}
+	s.stmts.prepare(ctx, q.missed)
+	return nil
 }
 
 // onConn runs fn between begin and end statements on one connection of
@@ -466,8 +497,8 @@ func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
 }
 
 // getManyChunk bounds the keys of one GetMany statement (two bound
-// parameters each).
-const getManyChunk = 500
+// parameters each); a power of two for pow2Chunks.
+const getManyChunk = 512
 
 // GetMany reads the pairs among keys with one SELECT … WHERE (channel,
 // contact) IN (…) per getManyChunk keys, locking the rows FOR UPDATE on
@@ -484,7 +515,7 @@ func (t *tx) GetMany(ctx context.Context, keys []store.Key) (map[store.Key]store
 		}
 	}
 	s := t.s
-	for chunk := range slices.Chunk(missing, getManyChunk) {
+	for chunk := range pow2Chunks(missing, getManyChunk) {
 		var b strings.Builder
 		b.WriteString("SELECT channel, contact, " + stateCols + " FROM " + s.prefix + "pairs WHERE (channel, contact) IN (")
 		args := make([]any, 0, 2*len(chunk))
@@ -574,7 +605,7 @@ func (t *tx) Append(ctx context.Context, c store.Change) (int64, error) {
 }
 
 // Rows per multi-row statement: well under SQLite's 32,766 and
-// PostgreSQL's 65,535 bound parameters.
+// PostgreSQL's 65,535 bound parameters, and powers of two for pow2Chunks.
 const (
 	pairChunk   = 256
 	changeChunk = 512
@@ -589,20 +620,20 @@ func (t *tx) flush(ctx context.Context) error {
 	if s.dialect == Postgres && len(t.changes) <= changeChunk && len(t.order) <= pairChunk && len(t.events) <= ledgerChunk {
 		return t.flushOne(ctx)
 	}
-	for rows := range slices.Chunk(t.events, ledgerChunk) {
+	for rows := range pow2Chunks(t.events, ledgerChunk) {
 		q := insertSQL(s.dialect, s.prefix+"ledger", ledgerCols, numLedgerCols, len(rows), ledgerConflict)
 		if _, err := t.q.ExecContext(ctx, q, flatten(rows)...); err != nil {
 			return fmt.Errorf("sqlstore: appending to the ledger: %w", err)
 		}
 	}
-	for rows := range slices.Chunk(t.changes, changeChunk) {
+	for rows := range pow2Chunks(t.changes, changeChunk) {
 		q := insertSQL(s.dialect, s.prefix+"changes", changeCols, numChangeCols, len(rows), "")
 		if _, err := t.q.ExecContext(ctx, q, flatten(rows)...); err != nil {
 			return fmt.Errorf("sqlstore: appending changes: %w", err)
 		}
 	}
 	if len(t.order) > 0 {
-		for chunk := range slices.Chunk(t.pairRows(), pairChunk) {
+		for chunk := range pow2Chunks(t.pairRows(), pairChunk) {
 			q := insertSQL(s.dialect, s.prefix+"pairs", pairCols, numPairCols, len(chunk), upsertPairs)
 			if _, err := t.q.ExecContext(ctx, q, flatten(chunk)...); err != nil {
 				return fmt.Errorf("sqlstore: writing pairs: %w", err)
