@@ -484,6 +484,38 @@ const (
 // change fields and message types are ignored. Every event it returns
 // passes permission.Event.Validate and has Origin permission.OriginWebhook.
 func Parse(body []byte) (Batch, error) {
+	// A well-formed body is read in one pass: each nested json.Unmarshal
+	// of the granular path scans its bytes twice more (validation, then
+	// decoding), which made up two thirds of parsing a Meta body. The two
+	// paths give the same Batch for every body (FuzzParseOnePass): the
+	// outer levels keep the granular shapes' field types, and their values
+	// stay raw.
+	var whole struct {
+		Object  string `json:"object"`
+		Entries []struct {
+			Time    json.RawMessage `json:"time"`
+			Changes []changeJSON    `json:"changes"`
+		} `json:"entry"`
+	}
+	if json.Unmarshal(body, &whole) != nil {
+		return parseGranular(body)
+	}
+	if whole.Object != ObjectWhatsApp {
+		return Batch{}, fmt.Errorf("%w: object %q", ErrWrongObject, whole.Object)
+	}
+	var b Batch
+	for i, entry := range whole.Entries {
+		for j, ch := range entry.Changes {
+			b.addChange(fmt.Sprintf("entry[%d].changes[%d]", i, j), ch, entry.Time)
+		}
+	}
+	return b, nil
+}
+
+// parseGranular is Parse for a body with a part of the wrong shape: it
+// reads the entries and their changes one by one, so that such a part is
+// quarantined alone.
+func parseGranular(body []byte) (Batch, error) {
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Batch{}, malformed("%v", err)
@@ -512,15 +544,20 @@ func Parse(body []byte) (Batch, error) {
 				b.quarantine(cpath, craw, malformed("%v", err))
 				continue
 			}
-			switch ch.Field {
-			case FieldMessages, FieldCalls:
-				b.addValue(cpath+".value", ch.Value)
-			case FieldAccountSettings:
-				b.addSettings(cpath+".value", ch.Value, entry.Time)
-			}
+			b.addChange(cpath, ch, entry.Time)
 		}
 	}
 	return b, nil
+}
+
+// addChange reads one change of an entry (entryTime is the entry's time).
+func (b *Batch) addChange(path string, ch changeJSON, entryTime json.RawMessage) {
+	switch ch.Field {
+	case FieldMessages, FieldCalls:
+		b.addValue(path+".value", ch.Value)
+	case FieldAccountSettings:
+		b.addSettings(path+".value", ch.Value, entryTime)
+	}
 }
 
 func isNull(raw json.RawMessage) bool {
