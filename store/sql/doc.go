@@ -92,10 +92,11 @@
 // that appends past them deletes the oldest, and Changes before them
 // returns store.ErrCompacted.
 //
-// On PostgreSQL Tx.GetMany (store.GetManyTx) reads a whole batch of pairs
-// with one SELECT … WHERE (channel, contact) IN (…) FOR UPDATE per 512
-// keys; on SQLite without FOR UPDATE, the write transaction being
-// exclusive already.
+// Tx.GetMany (store.GetManyTx) reads a whole batch of pairs with one
+// SELECT per 512 keys: on PostgreSQL one LIMIT 1 … FOR UPDATE lookup per
+// key, LATERAL to a VALUES list, so that no plan made on stale statistics
+// scans a channel; on SQLite a WHERE (channel, contact) IN (…), without
+// FOR UPDATE, the write transaction being exclusive already.
 //
 // # Change notifications
 //

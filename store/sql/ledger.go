@@ -11,7 +11,7 @@ import (
 )
 
 // knownChunk bounds the dedupe keys of one Known statement; a power of
-// two for pow2Chunks.
+// two for pow2Chunks (SQLite).
 const knownChunk = 512
 
 // Known reports which refs are in the ledger or appended earlier in this
@@ -28,20 +28,13 @@ func (t *tx) Known(ctx context.Context, refs []store.EventRef) (map[store.EventR
 	}
 	s := t.s
 	for channel, keys := range byChannel {
-		for chunk := range pow2Chunks(keys, knownChunk) {
-			var b strings.Builder
+		for chunk := range chunks(s.dialect, keys, knownChunk) {
 			args := make([]any, 0, len(chunk)+1)
 			args = append(args, channel)
-			b.WriteString("SELECT dedupe FROM " + s.prefix + "ledger WHERE channel = ? AND dedupe IN (")
-			for i, k := range chunk {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteByte('?')
+			for _, k := range chunk {
 				args = append(args, k)
 			}
-			b.WriteByte(')')
-			rows, err := t.q.QueryContext(ctx, s.dialect.rebind(b.String()), args...)
+			rows, err := t.q.QueryContext(ctx, s.knownSQL(len(chunk)), args...)
 			if err != nil {
 				return nil, fmt.Errorf("sqlstore: reading the ledger: %w", err)
 			}
@@ -61,6 +54,21 @@ func (t *tx) Known(ctx context.Context, refs []store.EventRef) (map[store.EventR
 		}
 	}
 	return out, nil
+}
+
+// knownSQL selects the dedupe keys among n (parameters 2…n+1) that the
+// ledger holds on a channel (parameter 1).
+func (s *Store) knownSQL(n int) string {
+	var b strings.Builder
+	b.WriteString("SELECT dedupe FROM " + s.prefix + "ledger WHERE channel = ? AND dedupe IN (")
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('?')
+	}
+	b.WriteByte(')')
+	return s.dialect.rebind(b.String())
 }
 
 // AppendEvent buffers e for the flush at commit (ON CONFLICT DO NOTHING

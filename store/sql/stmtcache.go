@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"iter"
+	"slices"
 	"sync"
 )
 
@@ -123,6 +124,17 @@ func (q *cachedTx) PrepareContext(ctx context.Context, query string) (*sql.Stmt,
 		return st, nil
 	}
 	return q.tx.PrepareContext(ctx, query)
+}
+
+// chunks splits s into the chunks of one multi-row statement each: on
+// SQLite by pow2Chunks, on PostgreSQL into as few as limit allows, since
+// there each statement is a round trip inside the serialized commit (and
+// pgx keeps each text it sees prepared).
+func chunks[T any](d Dialect, s []T, limit int) iter.Seq[[]T] {
+	if d == Postgres {
+		return slices.Chunk(s, limit)
+	}
+	return pow2Chunks(s, limit)
 }
 
 // pow2Chunks splits s into consecutive chunks whose lengths are powers of
