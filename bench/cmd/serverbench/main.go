@@ -109,6 +109,16 @@ type result struct {
 	rss       []rssSample
 	ledger    int
 	messages  int
+	cpu       cpuUse
+}
+
+// cpuUse is the CPU time the run's processes took, from the start of the
+// load to the server's exit: what bounds a closed loop on a small machine.
+type cpuUse struct {
+	wall            time.Duration
+	server, loadgen time.Duration
+	database        time.Duration // the machine's postgres processes; 0 for SQLite (inside the server)
+	steal           float64       // share of the machine's CPU time stolen meanwhile; -1 unknown
 }
 
 type rssSample struct {
@@ -279,6 +289,8 @@ func runOne(ctx context.Context, o options, store, dsn, work, serverBin, loadgen
 	if err != nil {
 		return res, err
 	}
+	dbBefore := postgresCPU(store)
+	stealBefore, totalBefore, statErr := cpuTimes()
 	start := time.Now()
 	if err := lg.Start(); err != nil {
 		return res, err
@@ -333,8 +345,63 @@ func runOne(ctx context.Context, o options, store, dsn, work, serverBin, loadgen
 	if err := stop(); err != nil {
 		return res, fmt.Errorf("stopping the server: %w (log: %s)", err, logf.Name())
 	}
+	res.cpu = cpuUse{
+		wall:     time.Since(start),
+		server:   srv.ProcessState.UserTime() + srv.ProcessState.SystemTime(),
+		loadgen:  lg.ProcessState.UserTime() + lg.ProcessState.SystemTime(),
+		database: postgresCPU(store) - dbBefore,
+		steal:    -1,
+	}
+	if steal, total, err := cpuTimes(); err == nil && statErr == nil && total > totalBefore {
+		res.cpu.steal = float64(steal-stealBefore) / float64(total-totalBefore)
+	}
 	res.ledger, res.messages, err = count(ctx, store, dsn)
 	return res, err
+}
+
+// postgresCPU is the CPU time of this machine's postgres processes,
+// their reaped children included (a backend's time moves to the
+// postmaster when it exits); 0 for another store, or when none is found.
+func postgresCPU(store string) time.Duration {
+	if store != "postgres" {
+		return 0
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var ticks int64
+	for _, p := range procs {
+		b, err := os.ReadFile("/proc/" + p.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		ticks += postgresTicks(string(b))
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// postgresTicks reads utime+stime+cutime+cstime from a /proc/PID/stat
+// line when its command is postgres, else 0.
+func postgresTicks(stat string) int64 {
+	open, end := strings.IndexByte(stat, '('), strings.LastIndexByte(stat, ')')
+	if open < 0 || end < open || stat[open+1:end] != "postgres" {
+		return 0
+	}
+	f := strings.Fields(stat[end+1:])
+	if len(f) < 15 { // state … cstime: fields 3–17 of proc(5)
+		return 0
+	}
+	var n int64
+	for _, v := range f[11:15] {
+		t, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0
+		}
+		n += t
+	}
+	return n
 }
 
 func freePort() (string, error) {
@@ -444,6 +511,26 @@ func printResults(w io.Writer, o options, results []result) {
 		f := r.final
 		fmt.Fprintf(w, "| %s | %d | %.0f | %.1f | %.1f | %.1f | %d | %d | %d | %d | %d |\n",
 			r.store, f.Posted, f.PerSecond, f.P50, f.P99, f.Max, f.Non200, f.Errors, f.Events, r.ledger, r.messages)
+	}
+	fmt.Fprintf(w, "\nCPU per webhook acknowledged, from the load's start to the server's exit (at 5,000/s, 2 cores give %d µs):\n\n", 2*1_000_000/5000)
+	fmt.Fprintln(w, "| store | server µs | loadgen µs | database µs | total µs | cores busy | CPU stolen |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	for _, r := range results {
+		c, n := r.cpu, r.final.OK
+		if n == 0 || c.wall <= 0 {
+			continue
+		}
+		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+		db := "–"
+		if c.database > 0 {
+			db = fmt.Sprintf("%.0f", per(c.database))
+		}
+		stolen := "?"
+		if c.steal >= 0 {
+			stolen = fmt.Sprintf("%.0f%%", 100*c.steal)
+		}
+		total := c.server + c.loadgen + c.database
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %s | %.0f | %.2f | %s |\n", r.store, per(c.server), per(c.loadgen), db, per(total), total.Seconds()/c.wall.Seconds(), stolen)
 	}
 	for _, r := range results {
 		if len(r.intervals) > 0 {
