@@ -31,6 +31,7 @@ func TestBodiesAreDistinct(t *testing.T) {
 		require.NoError(t, err)
 		b, err := webhook.Parse(j.body)
 		require.NoError(t, err)
+		require.Empty(t, b.Quarantined)
 		require.Equal(t, len(b.Events), j.events)
 		events += j.events
 		for _, e := range b.Events {
