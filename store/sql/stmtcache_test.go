@@ -113,3 +113,50 @@ func TestWritesStayPrepared(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.Empty(t, cached())
 }
+
+// TestCloseWaitsForTheWrite: Close does not close the cached statements
+// under a write in flight; it waits for it, and the write commits.
+func TestCloseWaitsForTheWrite(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "c.db")+"?_pragma=busy_timeout(5000)")
+	require.NoError(t, err)
+	defer db.Close()
+	s, err := Open(ctx, db, Config{})
+	require.NoError(t, err)
+	put := func(tx store.Tx, contact string) error {
+		return tx.Put(ctx, store.Key{Channel: "ch", Contact: contact}, store.State{Data: []byte("x")})
+	}
+	require.NoError(t, s.Update(ctx, func(tx store.Tx) error { return put(tx, "a") })) // the statements are cached
+
+	inside, release := make(chan struct{}), make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		wrote <- s.Update(ctx, func(tx store.Tx) error {
+			close(inside)
+			<-release
+			return put(tx, "b")
+		})
+	}()
+	<-inside
+	closed := make(chan struct{})
+	go func() {
+		_ = s.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a write was in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	require.NoError(t, <-wrote)
+	<-closed
+
+	s2, err := Open(ctx, db, Config{})
+	require.NoError(t, err)
+	defer s2.Close()
+	got, err := s2.Get(ctx, store.Key{Channel: "ch", Contact: "b"})
+	require.NoError(t, err)
+	require.Equal(t, "x", string(got.Data))
+}
