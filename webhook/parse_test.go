@@ -432,3 +432,14 @@ func TestBusinessCallReportedTwiceCountsOnce(t *testing.T) {
 	require.Equal(t, 200, post(t, h, terminate))
 	assert.Equal(t, 1, explain(t, tr, chanMain, ravi).Limits.UnansweredStreak)
 }
+
+// BenchmarkParse: one Meta body (a temporary permission reply, 770 bytes).
+func BenchmarkParse(b *testing.B) {
+	body := readFixture(b, "permission-accept-temporary.json")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := webhook.Parse(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

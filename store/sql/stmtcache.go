@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"iter"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -12,6 +13,12 @@ import (
 // path needs about 60 texts (pow2Chunks keeps each multi-row statement to
 // ten sizes); the rest of the room is for a host's own writes.
 const maxCachedStmts = 256
+
+// maxCachedParams bounds the placeholders of a statement kept prepared: a
+// larger one (64 ledger rows and more, as bulk loads send) is parsed
+// once per that many rows anyway, and its compiled program would be kept
+// by every connection that ran it.
+const maxCachedParams = 1024
 
 // stmtCache keeps the texts SQLite write transactions run prepared on the
 // *sql.DB, so that each connection compiles a statement once instead of
@@ -50,7 +57,7 @@ func (c *stmtCache) prepare(ctx context.Context, queries []string) {
 		_, have := c.stmts[q]
 		full := c.closed || len(c.stmts) >= maxCachedStmts
 		c.mu.Unlock()
-		if have || full {
+		if have || full || strings.Count(q, "?") > maxCachedParams {
 			continue
 		}
 		st, err := c.db.PrepareContext(ctx, q)

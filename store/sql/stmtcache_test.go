@@ -106,6 +106,11 @@ func TestWritesStayPrepared(t *testing.T) {
 	write(1)
 	require.Equal(t, first, cached(), "the same write prepared nothing new")
 
+	// A bulk write's large statements are not kept.
+	bulk := insertSQL(SQLite, s.prefix+"ledger", ledgerCols, numLedgerCols, 512, ledgerConflict)
+	s.stmts.prepare(ctx, []string{bulk})
+	require.NotContains(t, cached(), bulk)
+
 	got, err := s.Get(ctx, store.Key{Channel: "ch", Contact: "c1-4"})
 	require.NoError(t, err)
 	require.Equal(t, "x", string(got.Data))
