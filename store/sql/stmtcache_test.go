@@ -34,16 +34,23 @@ func TestPow2Chunks(t *testing.T) {
 	}
 }
 
+// sqliteFile opens a fresh SQLite file, with a context bounding the test.
+func sqliteFile(t *testing.T) (context.Context, *sql.DB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "c.db")+"?_pragma=busy_timeout(5000)")
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return ctx, db
+}
+
 // TestWritesStayPrepared checks that a SQLite write prepares what it ran
 // once it committed, that the same write then finds everything prepared,
 // on a pool of a single connection (the transaction holds it while it
 // runs), and that Close empties the cache.
 func TestWritesStayPrepared(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "c.db")+"?_pragma=busy_timeout(5000)")
-	require.NoError(t, err)
-	defer db.Close()
+	ctx, db := sqliteFile(t)
 	db.SetMaxOpenConns(1)
 	s, err := Open(ctx, db, Config{})
 	require.NoError(t, err)
@@ -122,11 +129,7 @@ func TestWritesStayPrepared(t *testing.T) {
 // TestCloseWaitsForTheWrite: Close does not close the cached statements
 // under a write in flight; it waits for it, and the write commits.
 func TestCloseWaitsForTheWrite(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "c.db")+"?_pragma=busy_timeout(5000)")
-	require.NoError(t, err)
-	defer db.Close()
+	ctx, db := sqliteFile(t)
 	s, err := Open(ctx, db, Config{})
 	require.NoError(t, err)
 	put := func(tx store.Tx, contact string) error {
