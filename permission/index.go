@@ -106,9 +106,10 @@ func (r *row) fill(e *Entry, channel string) {
 	src := rowSources[r.source]
 	e.Channel, e.Contact, e.Source = channel, r.contact, src
 	e.GrantedAt = time.Unix(0, r.granted).UTC()
-	e.Kind, e.ExpiresAt = Permanent, time.Time{}
 	if r.expires != never {
 		e.Kind, e.ExpiresAt = Temporary, time.Unix(0, r.expires).UTC()
+	} else {
+		e.Kind, e.ExpiresAt = Permanent, time.Time{}
 	}
 	e.CallsLeft, e.UnansweredStreak = int(r.callsLeft), int(r.streak)
 	e.WaID, e.UserID = r.ids()
