@@ -29,10 +29,11 @@
 //   - foreign_keys(1): harmless for these tables; keeps a CRM's own tables
 //     in the same file honest.
 //
-// _txlock=immediate is not needed: the first statement of every write
-// transaction writes the meta row, which takes the write lock before
-// anything is read, so a transaction never fails to upgrade from reader to
-// writer. Any pool size works; SetMaxOpenConns(1) serializes reads behind
+// _txlock=immediate is not needed: the first statement of Update's
+// transactions writes the meta row, which takes the write lock before
+// anything is read, and migrations, ledger pruning and quarantine writes
+// start with BEGIN IMMEDIATE, so a transaction never fails to upgrade
+// from reader to writer. Any pool size works; SetMaxOpenConns(1) serializes reads behind
 // writes but is correct. The write path's statements stay prepared on the
 // *sql.DB (database/sql compiles each once per connection) until Close.
 //

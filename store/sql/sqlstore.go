@@ -224,34 +224,38 @@ type querier interface {
 
 // inTx runs fn in one write transaction and commits it if fn returns nil.
 //
-// On SQLite the transaction's first statement writes the meta row (see
-// tx.begin), whatever the DSN's _txlock: it takes the write lock up front,
-// as BEGIN IMMEDIATE would, so a reader can never fail to upgrade to a
-// writer with SQLITE_BUSY halfway through. Its statements run prepared
-// (stmtCache). On PostgreSQL it is a READ COMMITTED transaction: the lock
-// on the meta row serializes writers, and each statement after it sees
-// what earlier writers committed.
+// On SQLite the transaction starts with BEGIN IMMEDIATE on a dedicated
+// connection, whatever the DSN's _txlock: it takes the write lock up front,
+// so a reader can never fail to upgrade to a writer with SQLITE_BUSY
+// halfway through. On PostgreSQL it is a READ COMMITTED transaction: the
+// lock on the meta row (see tx.begin) serializes writers, and each
+// statement after it sees what earlier writers committed.
 func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 	if s.dialect == Postgres {
-		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-		if err != nil {
-			return fmt.Errorf("sqlstore: begin: %w", err)
-		}
-		if err := fn(tx); err != nil {
-			_ = tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("sqlstore: commit: %w", err)
-		}
-		return nil
+		return s.postgresTx(ctx, fn)
 	}
-	select {
-	case s.wsem <- struct{}{}:
-		defer func() { <-s.wsem }()
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := s.writeLock(ctx)
+	if err != nil {
+		return err
 	}
+	defer release()
+	return s.onConn(ctx, "BEGIN IMMEDIATE", "COMMIT", fn)
+}
+
+// updateTx is inTx for Update, the hot path. On SQLite it is a *sql.Tx
+// whose statements run prepared (stmtCache), and fn's first statement
+// must write (tx.begin's UPDATE of the meta row): a write takes the lock
+// before anything is read, as BEGIN IMMEDIATE would, whatever the DSN's
+// _txlock.
+func (s *Store) updateTx(ctx context.Context, fn func(q querier) error) error {
+	if s.dialect == Postgres {
+		return s.postgresTx(ctx, fn)
+	}
+	release, err := s.writeLock(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
@@ -266,6 +270,32 @@ func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 	}
 	s.stmts.prepare(ctx, q.missed)
 	return nil
+}
+
+// postgresTx runs fn in a READ COMMITTED transaction.
+func (s *Store) postgresTx(ctx context.Context, fn func(q querier) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: commit: %w", err)
+	}
+	return nil
+}
+
+// writeLock queues for this Store's single SQLite writer slot.
+func (s *Store) writeLock(ctx context.Context) (release func(), err error) {
+	select {
+	case s.wsem <- struct{}{}:
+		return func() { <-s.wsem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // onConn runs fn between begin and end statements on one connection of
@@ -324,7 +354,7 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		err := s.inTx(ctx, func(q querier) error {
+		err := s.updateTx(ctx, func(q querier) error {
 			t := &tx{s: s, q: q, puts: make(map[store.Key]*put)}
 			defer t.closeStmts()
 			if err := t.begin(ctx); err != nil {
