@@ -231,15 +231,7 @@ type querier interface {
 // lock on the meta row (see tx.begin) serializes writers, and each
 // statement after it sees what earlier writers committed.
 func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
-	if s.dialect == Postgres {
-		return s.postgresTx(ctx, fn)
-	}
-	release, err := s.writeLock(ctx)
-	if err != nil {
-		return err
-	}
-	defer release()
-	return s.onConn(ctx, "BEGIN IMMEDIATE", "COMMIT", fn)
+	return s.write(ctx, fn, func() error { return s.onConn(ctx, "BEGIN IMMEDIATE", "COMMIT", fn) })
 }
 
 // updateTx is inTx for Update, the hot path. On SQLite it is a *sql.Tx
@@ -248,28 +240,33 @@ func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
 // before anything is read, as BEGIN IMMEDIATE would, whatever the DSN's
 // _txlock.
 func (s *Store) updateTx(ctx context.Context, fn func(q querier) error) error {
+	return s.write(ctx, fn, func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlstore: begin: %w", err)
+		}
+		q := &cachedTx{tx: tx, cache: s.stmts}
+		if err := commitAfter(tx, q, fn); err != nil {
+			return err
+		}
+		s.stmts.prepare(ctx, q.missed)
+		return nil
+	})
+}
+
+// write runs fn in a PostgreSQL transaction, or runs sqlite (fn in a
+// SQLite transaction) in this Store's single writer slot.
+func (s *Store) write(ctx context.Context, fn func(q querier) error, sqlite func() error) error {
 	if s.dialect == Postgres {
 		return s.postgresTx(ctx, fn)
 	}
-	release, err := s.writeLock(ctx)
-	if err != nil {
-		return err
+	select {
+	case s.wsem <- struct{}{}:
+		defer func() { <-s.wsem }()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	defer release()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlstore: begin: %w", err)
-	}
-	q := &cachedTx{tx: tx, cache: s.stmts}
-	if err := fn(q); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlstore: commit: %w", err)
-	}
-	s.stmts.prepare(ctx, q.missed)
-	return nil
+	return sqlite()
 }
 
 // postgresTx runs fn in a READ COMMITTED transaction.
@@ -278,7 +275,13 @@ func (s *Store) postgresTx(ctx context.Context, fn func(q querier) error) error 
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	return commitAfter(tx, tx, fn)
+}
+
+// commitAfter runs fn on q, tx's querier, and commits tx if fn returns
+// nil (else rolls it back).
+func commitAfter(tx *sql.Tx, q querier, fn func(q querier) error) error {
+	if err := fn(q); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -286,16 +289,6 @@ func (s *Store) postgresTx(ctx context.Context, fn func(q querier) error) error 
 		return fmt.Errorf("sqlstore: commit: %w", err)
 	}
 	return nil
-}
-
-// writeLock queues for this Store's single SQLite writer slot.
-func (s *Store) writeLock(ctx context.Context) (release func(), err error) {
-	select {
-	case s.wsem <- struct{}{}:
-		return func() { <-s.wsem }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // onConn runs fn between begin and end statements on one connection of
