@@ -227,11 +227,15 @@ func lessFirst(a, b channelFirst) bool {
 }
 
 // wakeOf returns s's wake-up instant, or none.
-func (c *channelIndex) wakeOf(s *slot) int64 {
-	if w, ok := c.otherWakes[s.contact]; ok {
+func (c *channelIndex) wakeOf(s *slot) int64 { return c.wakeFor(s.contact, s.expiryWake()) }
+
+// wakeFor returns the wake-up of contact's pair, whose row (if any)
+// wakes it at byRow: otherWakes says where it does not.
+func (c *channelIndex) wakeFor(contact string, byRow int64) int64 {
+	if w, ok := c.otherWakes[contact]; ok {
 		return w
 	}
-	return s.expiryWake()
+	return byRow
 }
 
 // wakesAtExpiry reports whether s's wake-up is its listed row's expiry,
@@ -372,10 +376,7 @@ func (c *channelIndex) nextDue(from int64) int64 {
 // wakesAt reports whether r's pair wakes at r's expiry. A row is its
 // slot's listed row, so only otherWakes can say otherwise.
 func (c *channelIndex) wakesAt(r *row) bool {
-	w, ok := c.otherWakes[r.contact]
-	if !ok {
-		w = rowWake(r.expires)
-	}
+	w := c.wakeFor(r.contact, rowWake(r.expires))
 	return w != none && w == r.expires
 }
 
