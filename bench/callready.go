@@ -24,6 +24,9 @@ type Callready struct {
 	// for it (PrepareCursors), so that Page can start after any row a
 	// DeepPage names.
 	cursors map[Row]string
+	// buf is the page buffer Page keeps for AppendEligible, as a host
+	// serving pages would (Impl's methods run one at a time).
+	buf []permission.Entry
 }
 
 // ExpirySubscriberBuffer is the SubscriberBuffer the benchmarks configure,
@@ -143,8 +146,24 @@ func (c *Callready) Record(ctx context.Context, g Grant) error {
 	return err
 }
 
-// Page lists with Eligible; after must be a row PrepareCursors prepared.
+// Page lists with AppendEligible into a buffer kept from page to page;
+// after must be a row PrepareCursors prepared.
 func (c *Callready) Page(ctx context.Context, channel string, now time.Time, after *Row) ([]Row, error) {
+	cursor, err := preparedCursor(c.cursors, after)
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.tr.AppendEligible(ctx, c.buf, channel, permission.Query{Limit: PageSize, Now: now, Cursor: cursor})
+	if err != nil {
+		return nil, err
+	}
+	c.buf = p.Entries
+	return entryRows(p.Entries, callreadyRow), nil
+}
+
+// PageNewSlice lists with Eligible, whose entries are a new slice per
+// page (FreshPager).
+func (c *Callready) PageNewSlice(ctx context.Context, channel string, now time.Time, after *Row) ([]Row, error) {
 	cursor, err := preparedCursor(c.cursors, after)
 	if err != nil {
 		return nil, err

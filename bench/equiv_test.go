@@ -62,6 +62,9 @@ func TestSamePage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if fresh, err := ref.PageNewSlice(ctx, ch, now, nil); err != nil || !slices.Equal(fresh, want) {
+				t.Errorf("%s, channel %s: Eligible gave %v (%v), AppendEligible %v", when, ch, fresh, err, want)
+			}
 			for kind, impl := range impls {
 				got, err := impl.Page(ctx, ch, now, nil)
 				if err != nil {
@@ -93,6 +96,9 @@ func TestSamePage(t *testing.T) {
 			want, err := ref.Page(ctx, d.Channel, PageNow(), &d.After)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if fresh, err := ref.PageNewSlice(ctx, d.Channel, PageNow(), &d.After); err != nil || !slices.Equal(fresh, want) {
+				t.Errorf("%s: after %v, Eligible gave %v (%v), AppendEligible %v", when, d.After, fresh, err, want)
 			}
 			if len(want) != PageSize || cmpRow(want[0], d.After) <= 0 {
 				t.Fatalf("%s: callready's page %d after %v: %d rows starting %v", when, i, d.After, len(want), want[:1])

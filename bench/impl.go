@@ -30,6 +30,13 @@ type Impl interface {
 	Close() error
 }
 
+// FreshPager is an Impl whose Page reuses a buffer and that can also list
+// into a new slice per page, as a host keeping no buffer does (callready:
+// AppendEligible for Page, Eligible here). Measure times both.
+type FreshPager interface {
+	PageNewSlice(ctx context.Context, channel string, now time.Time, after *Row) ([]Row, error)
+}
+
 // pairKey identifies a grant in the map-based alternatives.
 type pairKey struct{ channel, contact string }
 

@@ -108,6 +108,9 @@ type Result struct {
 	FirstRotCalls               int
 	DeepMedian, DeepP99         time.Duration
 	DeepCalls                   int
+	// The first page of the hot channel listed into a new slice per page
+	// (FreshPager: callready's Eligible; zero for other kinds).
+	NewSliceMedian, NewSliceP99 time.Duration
 	// Records: new contacts (RecordGrant), then re-grants of loaded
 	// contacts (Workload.Regrant), both with pseudo-random expiries.
 	RecordMedian, RecordP99   time.Duration
@@ -234,6 +237,20 @@ func Measure(ctx context.Context, kind string, w Workload, o Options) (Result, e
 		return r, fmt.Errorf("%s: page: %w", kind, err)
 	}
 	r.PageMedian, r.PageP99, r.PageCalls = Percentile(lat, 0.5), Percentile(lat, 0.99), len(lat)
+	if fp, ok := impl.(FreshPager); ok {
+		collect()
+		lat, err = timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(int) error {
+			rows, err := fp.PageNewSlice(ctx, HotChannel, now, nil)
+			if err == nil && len(rows) < wantRows(HotChannel) {
+				err = fmt.Errorf("page of %s: %d rows", HotChannel, len(rows))
+			}
+			return err
+		})
+		if err != nil {
+			return r, fmt.Errorf("%s: page into a new slice: %w", kind, err)
+		}
+		r.NewSliceMedian, r.NewSliceP99 = Percentile(lat, 0.5), Percentile(lat, 0.99)
+	}
 	collect()
 	lat, err = timeCalls(o.MinCalls, o.MaxCalls, o.Budget, func(i int) error {
 		ch := chs[i%len(chs)]

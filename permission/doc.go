@@ -20,8 +20,9 @@
 //     then watch).
 //
 // The in-memory index of listed entries (ordered by expiry and by grant
-// time per channel, so Eligible returns a page in O(log n + page size))
-// changes only by applying committed change-log entries in revision order,
+// time per channel, so Eligible returns a page in O(log n + page size);
+// AppendEligible writes it into a buffer the caller keeps, allocating
+// nothing per entry) changes only by applying committed change-log entries in revision order,
 // this tracker's and other instances' alike (Config.Shared).
 //
 // Temporary permissions expire silently at Meta: the tracker records their

@@ -73,6 +73,18 @@ type Page struct {
 // Revision is the tracker's current one. Instants before the ledger's
 // retention horizon fail with ErrBeyondRetention.
 func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, error) {
+	return t.AppendEligible(ctx, nil, channel, q)
+}
+
+// AppendEligible is Eligible writing the page's entries over dst[:0]
+// (growing it when the page needs more room) and returning them in
+// Page.Entries. A host that lists often, such as an HTTP handler that
+// encodes each page and drops it, passes back a buffer it keeps (the
+// previous Page.Entries, or one from a sync.Pool) and then allocates
+// nothing per page: most of a page's cost is a new 8 KB slice written
+// for the first time, not the index. dst's old contents are overwritten;
+// a nil dst is Eligible.
+func (t *Tracker) AppendEligible(ctx context.Context, dst []Entry, channel string, q Query) (Page, error) {
 	if err := ctx.Err(); err != nil {
 		return Page{}, err
 	}
@@ -114,22 +126,25 @@ func (t *Tracker) Eligible(ctx context.Context, channel string, q Query) (Page, 
 		if err != nil {
 			return Page{}, err
 		}
-		page := listPage(c, q, after)
+		page := listPage(c, q, after, dst)
 		page.Revision = t.Revision()
 		return page, nil
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	page := listPage(t.idx.channel(channel, false), q, after)
+	page := listPage(t.idx.channel(channel, false), q, after, dst)
 	page.Revision = t.indexRevision
 	return page, nil
 }
 
 // listPage is one page of c's listed entries for q (Order, Limit and Now
-// set), after the cursor's row when not nil.
-func listPage(c *channelIndex, q Query, after *row) Page {
+// set), after the cursor's row when not nil, written over dst[:0].
+func listPage(c *channelIndex, q Query, after *row, dst []Entry) Page {
 	var page Page
 	if c == nil || c.listed() == 0 {
+		if dst != nil {
+			page.Entries = dst[:0]
+		}
 		return page
 	}
 	now := q.Now.UnixNano()
@@ -137,7 +152,7 @@ func listPage(c *channelIndex, q Query, after *row) Page {
 	if q.ExpiringWithin > 0 && int64(q.ExpiringWithin) < never-now {
 		horizon = now + int64(q.ExpiringWithin)
 	}
-	page.Entries = make([]Entry, 0, min(q.Limit, c.listed()))
+	page.Entries = slices.Grow(dst[:0], min(q.Limit, c.listed()))
 	var last row
 	more := false
 	visit := func(r *row) bool {

@@ -45,6 +45,40 @@ func Example() {
 	// 4915112345678 permanent profile 0001-01-01T00:00:00Z
 }
 
+// A handler that lists often keeps its page buffer: after the first page,
+// listing allocates nothing per entry.
+func ExampleTracker_AppendEligible() {
+	ctx := context.Background()
+	now := time.Date(2025, 12, 31, 9, 0, 0, 0, time.UTC)
+	clk := clock.NewMock()
+	clk.Set(now)
+	tr, _ := permission.New(ctx, permission.Config{Store: memory.New(memory.Config{}), Clock: clk})
+	defer tr.Close()
+	for i, contact := range []string{"16505551234", "34612345678", "4915112345678"} {
+		tr.Record(ctx, permission.Event{Type: permission.EventGrant, Channel: "chan", Contact: contact, At: now, ExpiresAt: now.Add(time.Duration(i+1) * time.Hour)})
+	}
+
+	var buf []permission.Entry
+	q := permission.Query{Limit: 2}
+	for {
+		page, err := tr.AppendEligible(ctx, buf, "chan", q)
+		if err != nil {
+			panic(err)
+		}
+		for _, e := range page.Entries {
+			fmt.Println(e.Contact, e.ExpiresAt.Format(time.Kitchen))
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		buf, q.Cursor = page.Entries, page.NextCursor // the next page overwrites this one
+	}
+	// Output:
+	// 16505551234 10:00AM
+	// 34612345678 11:00AM
+	// 4915112345678 12:00PM
+}
+
 func ExampleTracker_Subscribe() {
 	ctx := context.Background()
 	at := time.Date(2025, 12, 31, 9, 0, 0, 0, time.UTC)

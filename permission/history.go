@@ -244,8 +244,9 @@ func (t *Tracker) Callable(ctx context.Context, channel string, q Query) iter.Se
 			q.Now = clockNow
 		}
 		if !q.Now.Before(clockNow) {
+			var buf []Entry // each page overwrites the last: entries are yielded as copies
 			for {
-				page, err := t.Eligible(ctx, channel, q)
+				page, err := t.AppendEligible(ctx, buf, channel, q)
 				if err != nil {
 					yield(Entry{}, err)
 					return
@@ -258,7 +259,7 @@ func (t *Tracker) Callable(ctx context.Context, channel string, q Query) iter.Se
 				if page.NextCursor == "" {
 					return
 				}
-				q.Cursor = page.NextCursor
+				buf, q.Cursor = page.Entries, page.NextCursor
 			}
 		}
 		// The past: check the query as Eligible does, then fold once.
@@ -292,7 +293,7 @@ func (t *Tracker) Callable(ctx context.Context, channel string, q Query) iter.Se
 				yield(Entry{}, err)
 				return
 			}
-			page := listPage(c, q, after)
+			page := listPage(c, q, after, nil)
 			for _, e := range page.Entries {
 				if !yield(e, nil) {
 					return

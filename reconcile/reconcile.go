@@ -264,8 +264,9 @@ func (r *Reconciler) plan(ctx context.Context, channel string) ([]string, error)
 	now := r.clk.Now()
 	var expiring, unconfirmed, streak, rest []string
 	q := permission.Query{Order: permission.OrderExpiring, Limit: permission.MaxPageSize, Now: now}
+	var buf []permission.Entry // reused page to page: only contacts are kept
 	for {
-		page, err := r.cfg.Tracker.Eligible(ctx, channel, q)
+		page, err := r.cfg.Tracker.AppendEligible(ctx, buf, channel, q)
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: listing %s: %w", channel, err)
 		}
@@ -284,7 +285,7 @@ func (r *Reconciler) plan(ctx context.Context, channel string) ([]string, error)
 		if page.NextCursor == "" {
 			break
 		}
-		q.Cursor = page.NextCursor
+		buf, q.Cursor = page.Entries, page.NextCursor
 	}
 	var extra []string
 	if r.cfg.Candidates != nil {

@@ -120,8 +120,8 @@ func main() {
 				}
 				key := kind + "/" + strconv.Itoa(n)
 				results[key] = append(results[key], r)
-				fmt.Fprintf(os.Stderr, "run %d n=%d %-12s page p50 %-9v p99 %-9v (%d)  rotating %-9v  deep %-9v p99 %-9v (%d)  record %-9v  re-grant %-9v  expire %-12v  %6.1f B/grant  [%v]\n",
-					run, n, kind, r.PageMedian, r.PageP99, r.PageCalls, r.FirstRotMedian, r.DeepMedian, r.DeepP99, r.DeepCalls,
+				fmt.Fprintf(os.Stderr, "run %d n=%d %-12s page p50 %-9v p99 %-9v (%d)  new slice %-9v  rotating %-9v  deep %-9v p99 %-9v (%d)  record %-9v  re-grant %-9v  expire %-12v  %6.1f B/grant  [%v]\n",
+					run, n, kind, r.PageMedian, r.PageP99, r.PageCalls, r.NewSliceMedian, r.FirstRotMedian, r.DeepMedian, r.DeepP99, r.DeepCalls,
 					r.RecordMedian, r.RegrantMedian, r.Expire, r.BytesPerGrant, time.Since(t).Round(time.Millisecond))
 				if f := r.Footprint; f.LedgerEvents > 0 {
 					fmt.Fprintf(os.Stderr, "run %d n=%d %-12s footprint: total %.1f B/grant = index %.1f + store %.1f; ledger %.1f B/event (%d events)\n",
@@ -280,9 +280,9 @@ func ratio(x, base float64) string {
 }
 
 type agg struct {
-	pageP50, pageP99, rotP50, deepP50, deepP99, recP50, recP99, regP50, regP99, expire, load time.Duration
-	bytes                                                                                    float64
-	calls, deepCalls                                                                         int
+	pageP50, pageP99, newSliceP50, newSliceP99, rotP50, deepP50, deepP99, recP50, recP99, regP50, regP99, expire, load time.Duration
+	bytes                                                                                                              float64
+	calls, deepCalls                                                                                                   int
 }
 
 func aggregate(rs []bench.Result) agg {
@@ -296,6 +296,8 @@ func aggregate(rs []bench.Result) agg {
 	}
 	a.pageP50 = col(func(r bench.Result) time.Duration { return r.PageMedian })
 	a.pageP99 = col(func(r bench.Result) time.Duration { return r.PageP99 })
+	a.newSliceP50 = col(func(r bench.Result) time.Duration { return r.NewSliceMedian })
+	a.newSliceP99 = col(func(r bench.Result) time.Duration { return r.NewSliceP99 })
 	a.rotP50 = col(func(r bench.Result) time.Duration { return r.FirstRotMedian })
 	a.deepP50 = col(func(r bench.Result) time.Duration { return r.DeepMedian })
 	a.deepP99 = col(func(r bench.Result) time.Duration { return r.DeepP99 })
@@ -336,6 +338,13 @@ func report(w io.Writer, sizes []int, kinds []string, results map[string][]bench
 			fmt.Fprintf(w, "| %d | %s | %s | %s | %d | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", n, kind,
 				dur(a.pageP50), dur(a.pageP99), a.calls, dur(a.rotP50), dur(a.deepP50), dur(a.deepP99), a.deepCalls,
 				dur(a.recP50), dur(a.recP99), dur(a.regP50), dur(a.regP99), dur(a.expire), mem, dur(a.load))
+		}
+	}
+	for _, n := range sizes {
+		for _, kind := range kinds {
+			if a := aggregate(results[kind+"/"+strconv.Itoa(n)]); a.newSliceP50 > 0 {
+				fmt.Fprintf(w, "\n%s at %d: the first page (hot) above reuses its buffer (AppendEligible); into a new slice per page (Eligible) it is p50 %s, p99 %s.\n", kind, n, dur(a.newSliceP50), dur(a.newSliceP99))
+			}
 		}
 	}
 	if !slices.Contains(kinds, bench.KindCallready) {
