@@ -229,8 +229,19 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 		keys = append(keys, r.wake...)
 	}
 	w.refs, w.keys = refs, keys
+	// Maps sized for the batch at once: a sweep's batch of hundreds of
+	// keys would otherwise grow each map by doubling, rehashing every time.
 	if w.seen == nil {
-		w.seen = make(map[store.EventRef]bool)
+		w.seen = make(map[store.EventRef]bool, len(refs))
+	}
+	if w.uniq == nil {
+		w.uniq = make(map[store.Key]struct{}, len(keys))
+	}
+	if w.raw == nil {
+		w.raw = make(map[store.Key]int, len(keys))
+	}
+	if w.pairs == nil {
+		w.pairs = make(map[store.Key]*pending, len(keys))
 	}
 	seen := w.seen
 	if len(refs) > 0 {

@@ -149,7 +149,8 @@ type LedgerQuery struct {
 // returns an error.
 type Tx interface {
 	// Get returns the pair's state as of this transaction, including
-	// writes made earlier in it, or ErrNotFound.
+	// writes made earlier in it, or ErrNotFound. The caller must not
+	// modify the returned Data: a store may hand out the bytes it keeps.
 	Get(ctx context.Context, key Key) (State, error)
 	// Put replaces the pair's state. The store may keep s.Data as it is:
 	// the caller must not modify it afterwards.

@@ -121,7 +121,7 @@ func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
 	if !ok {
 		return store.State{}, store.ErrNotFound // hot path: new pairs are common
 	}
-	return rec.state(), nil
+	return store.State{Data: rec.data, Revision: rec.rev}, nil // read-only to the caller (store.Tx)
 }
 
 func (t *tx) Put(ctx context.Context, k store.Key, st store.State) error {
