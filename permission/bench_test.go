@@ -265,7 +265,7 @@ func BenchmarkIndex1M(b *testing.B) {
 		b.ResetTimer()
 		removed := 0
 		for removed < b.N {
-			due := x.due(math.MaxInt64-1, min(DefaultMaxBatch, b.N-removed))
+			due := x.due(nil, math.MaxInt64-1, min(DefaultMaxBatch, b.N-removed))
 			if len(due) == 0 {
 				b.StopTimer()
 				x = load(rand.New(rand.NewPCG(uint64(removed), 2)))

@@ -424,15 +424,16 @@ func (x *index) nextWake() (int64, bool) {
 }
 
 // due returns up to limit pairs whose wake-up instant is at or before now,
-// earliest first. The expiry orders are merged under a bound: once limit
-// candidates are found, a channel is scanned only up to the latest of the
-// earliest limit, so a batch costs about limit rows, not limit per channel.
-func (x *index) due(now int64, limit int) []store.Key {
+// earliest first, written over dst[:0]. The expiry orders are merged under
+// a bound: once limit candidates are found, a channel is scanned only up
+// to the latest of the earliest limit, so a batch costs about limit rows,
+// not limit per channel.
+func (x *index) due(dst []store.Key, now int64, limit int) []store.Key {
 	type dueKey struct {
 		at  int64
 		key store.Key
 	}
-	var found []dueKey
+	found := make([]dueKey, 0, limit)
 	x.wakes.Ascend(func(it wakeItem) bool {
 		if it.at > now || len(found) >= limit {
 			return false
@@ -468,7 +469,7 @@ func (x *index) due(now int64, limit int) []store.Key {
 		return true
 	})
 	slices.SortStableFunc(found, byTime)    // the explicit ones are sorted; the channels' join them
-	out := make([]store.Key, 0, len(found)) // at most limit: a longer list was cut above
+	out := slices.Grow(dst[:0], len(found)) // at most limit: a longer list was cut above
 	for _, d := range found {
 		out = append(out, d.key)
 	}

@@ -123,7 +123,7 @@ func TestIndexWakes(t *testing.T) {
 		}
 		for _, now := range []int64{all[0].wake, 110, 125, 200} {
 			for _, limit := range []int{1, 5, 1000} {
-				got := x.due(now, limit)
+				got := x.due(nil, now, limit)
 				var want []int64
 				for _, a := range all {
 					if a.wake <= now {

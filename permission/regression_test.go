@@ -75,7 +75,7 @@ func TestRegressionSharedSkewLeavesStaleEntry(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, b.Channels(), "the expired entry is gone after B's own sweep")
 	b.mu.RLock()
-	due := b.idx.due(clkB.Now().UnixNano(), 10)
+	due := b.idx.due(nil, clkB.Now().UnixNano(), 10)
 	b.mu.RUnlock()
 	assert.Empty(t, due, "still due after a sweep: the expiry loop spins")
 }

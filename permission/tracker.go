@@ -344,17 +344,20 @@ func (t *Tracker) Sweep(ctx context.Context, now time.Time) (int, error) {
 	defer t.inflight.Done()
 	now = now.UTC()
 	total := 0
+	var due []store.Key
+	var changes []Change // both reused batch to batch: a sweep of millions allocates them once
 	for {
 		t.mu.RLock()
-		due := t.idx.due(now.UnixNano(), t.cfg.SweepBatch)
+		due = t.idx.due(due, now.UnixNano(), t.cfg.SweepBatch)
 		t.mu.RUnlock()
 		if len(due) == 0 {
 			return total, nil
 		}
-		r := &request{now: now, wake: due, changes: make([]Change, 0, len(due)), done: make(chan struct{})}
+		r := &request{now: now, wake: due, changes: changes[:0], done: make(chan struct{})}
 		if err := t.submit(ctx, r); err != nil {
 			return total, err
 		}
+		changes = r.changes
 		expired := 0
 		for _, c := range r.changes {
 			if c.Type == Expired {

@@ -124,21 +124,29 @@ type batchWriter struct {
 	slab    [][]pending // the batch's persons, in chunks that never move
 	used    int
 	joined  bool // some persons of the batch joined into one
+	mapsFor int  // how many keys pairs, raw, seen and uniq were sized for (readyMaps)
 }
 
 const slabChunk = 16
 
-// emptied returns m emptied for reuse, or nil (made again when needed)
-// when a large batch grew it: clearing a map costs as much as its
-// capacity, which never shrinks.
-func emptied[K comparable, V any](m map[K]V) map[K]V {
-	switch {
-	case len(m) > 64:
-		return nil
-	case len(m) > 0:
-		clear(m)
+// readyMaps empties the batch's maps for n keys. Clearing a map costs as
+// much as its capacity, which never shrinks, and growing one rehashes it
+// at every doubling: maps a batch of about this size (or a smaller one)
+// grew are cleared and kept, so a sweep's batches of a thousand keys
+// reuse theirs, while maps far larger than n are made again at n's size,
+// so that one huge batch does not slow every small one after it.
+func (w *batchWriter) readyMaps(n int) {
+	if w.pairs == nil || w.mapsFor > max(64, 4*n) {
+		w.pairs, w.raw = make(map[store.Key]*pending, n), make(map[store.Key]int, n)
+		w.seen, w.uniq = make(map[store.EventRef]bool, n), make(map[store.Key]struct{}, n)
+		w.mapsFor = n
+		return
 	}
-	return m
+	clear(w.pairs)
+	clear(w.raw)
+	clear(w.seen)
+	clear(w.uniq)
+	w.mapsFor = max(w.mapsFor, n)
 }
 
 // newPending returns a zeroed person of this batch.
@@ -155,7 +163,6 @@ func (w *batchWriter) newPending() *pending {
 // pointers into it).
 func (w *batchWriter) reset() {
 	w.t, w.tx, w.ctx = nil, nil, nil
-	w.pairs, w.raw, w.seen, w.uniq = emptied(w.pairs), emptied(w.raw), emptied(w.seen), emptied(w.uniq)
 	clear(w.rawRecs)
 	w.rawRecs = w.rawRecs[:0]
 	for _, c := range w.chans {
@@ -229,20 +236,7 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 		keys = append(keys, r.wake...)
 	}
 	w.refs, w.keys = refs, keys
-	// Maps sized for the batch at once: a sweep's batch of hundreds of
-	// keys would otherwise grow each map by doubling, rehashing every time.
-	if w.seen == nil {
-		w.seen = make(map[store.EventRef]bool, len(refs))
-	}
-	if w.uniq == nil {
-		w.uniq = make(map[store.Key]struct{}, len(keys))
-	}
-	if w.raw == nil {
-		w.raw = make(map[store.Key]int, len(keys))
-	}
-	if w.pairs == nil {
-		w.pairs = make(map[store.Key]*pending, len(keys))
-	}
+	w.readyMaps(len(keys))
 	seen := w.seen
 	if len(refs) > 0 {
 		known, err := w.tx.Known(w.ctx, refs)
