@@ -5,14 +5,32 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 )
 
 // The cached pairState travels through the store as store.State.Data, in
-// a compact binary form: a version byte, then varints and length-prefixed
-// strings. Stores treat it as opaque bytes.
-
-const codecVersion = 1
+// a compact binary form: a version byte, then varints and strings. Stores
+// treat it as opaque bytes.
+//
+// Versions 5 and 6 (the latter when the state holds the request
+// lifecycle, codec_lifecycle.go) are what encodeState writes. Instants
+// after the first (the floor) are differences from it, in whole seconds
+// when they are whole (Meta stamps its webhooks in seconds); strings from
+// a closed set are one-byte codes, and a string the state holds twice (an
+// identifier is its contact, its listed entry's and its activity's) is
+// written once and then referred to. A state of one grant takes about half
+// its version-1 bytes. Versions 1 and 4 are the first encoding: plain
+// varints and length-prefixed strings, read as before, no longer written.
+// (Versions 2 and 3 are the channel and alias records.) Every version has
+// one encoding per state: the decoder refuses any other.
+const (
+	legacyVersion          = 1
+	legacyLifecycleVersion = 4
+	stateVersion           = 5
+	stateLifecycleVersion  = 6
+)
 
 var errCorrupt = errors.New("permission: corrupt cached state")
 
@@ -26,92 +44,193 @@ func appendString(b []byte, s string) []byte {
 // estimate of its capacity would be held by every pair.
 func encodeState(s *pairState) []byte {
 	buf := scratchPool.Get().(*[]byte)
-	b := appendState((*buf)[:0], s)
-	out := bytes.Clone(b)
-	*buf = b
+	e := encoder{b: (*buf)[:0]}
+	e.lits = e.litBuf[:0]
+	e.state(s)
+	out := bytes.Clone(e.b)
+	*buf = e.b
 	scratchPool.Put(buf)
 	return out
 }
 
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-func appendState(b []byte, s *pairState) []byte {
-	b = append(b, s.codecVersion())
-	b = binary.AppendVarint(b, s.floor)
-	b = binary.AppendVarint(b, s.wake)
+// encoder writes the compact encoding (versions 5 and 6).
+type encoder struct {
+	b      []byte
+	base   int64    // the floor: later instants are written as differences from it
+	lits   []string // the strings written so far, which later ones refer to
+	litBuf [8]string
+}
+
+func (e *encoder) state(s *pairState) {
+	v := byte(stateVersion)
+	if s.hasLifecycle() {
+		v = stateLifecycleVersion
+	}
+	e.b = append(e.b, v)
+	e.time(s.floor)
+	e.base = s.floor
+	e.time(s.wake)
 	if l := s.listed; l.ok {
 		kind := byte(1)
 		if l.kind == Permanent {
 			kind = 2
 		}
-		b = append(b, kind)
-		b = appendString(b, string(l.source))
-		b = binary.AppendVarint(b, l.granted)
-		b = binary.AppendVarint(b, l.expires)
-		b = binary.AppendVarint(b, int64(l.callsLeft))
-		b = binary.AppendVarint(b, int64(l.streak))
-		b = appendString(b, l.waID)
-		b = appendString(b, l.userID)
+		e.b = append(e.b, kind)
+		e.str(string(l.source))
+		e.time(l.granted)
+		e.time(l.expires)
+		e.num(int64(l.callsLeft))
+		e.num(int64(l.streak))
+		e.str(l.waID)
+		e.str(l.userID)
 	} else {
-		b = append(b, 0)
+		e.b = append(e.b, 0)
 	}
-	b = binary.AppendUvarint(b, uint64(len(s.grants)))
+	e.count(len(s.grants))
 	for _, g := range s.grants {
-		b = appendString(b, g.call)
+		e.str(g.call)
 		if g.call == "" {
-			b = binary.AppendVarint(b, g.at)
-			b = binary.AppendVarint(b, g.exp)
-			b = appendString(b, string(g.source))
-			b = appendString(b, g.id)
+			e.time(g.at)
+			e.time(g.exp)
+			e.str(string(g.source))
+			e.str(g.id)
 			continue
 		}
-		b = binary.AppendVarint(b, g.callAt)
-		b = binary.AppendVarint(b, g.callExp)
-		b = binary.AppendVarint(b, g.replyAt)
-		b = binary.AppendVarint(b, g.replyExp)
-		b = appendString(b, g.replyID)
+		e.time(g.callAt)
+		e.time(g.callExp)
+		e.time(g.replyAt)
+		e.time(g.replyExp)
+		e.str(g.replyID)
 	}
-	b = binary.AppendUvarint(b, uint64(len(s.revs)))
+	e.count(len(s.revs))
 	for _, r := range s.revs {
-		b = binary.AppendVarint(b, r.at)
-		b = binary.AppendVarint(b, r.eff)
-		b = appendString(b, string(r.reason))
-		b = appendString(b, r.id)
+		e.time(r.at)
+		e.time(r.eff)
+		e.str(string(r.reason))
+		e.str(r.id)
 	}
-	b = binary.AppendUvarint(b, uint64(len(s.act)))
+	e.count(len(s.act))
 	for _, a := range s.act {
-		b = binary.AppendVarint(b, a.at)
-		b = appendString(b, a.kind)
-		b = appendString(b, a.id)
+		e.time(a.at)
+		e.str(a.kind)
+		e.str(a.id)
 	}
-	b = binary.AppendUvarint(b, uint64(len(s.ids)))
+	e.count(len(s.ids))
 	for _, x := range s.ids {
-		b = appendString(b, x.id)
-		b = binary.AppendVarint(b, x.since)
+		e.str(x.id)
+		e.time(x.since)
 	}
-	return s.appendLifecycle(b)
+	if v == stateLifecycleVersion {
+		e.lifecycle(s)
+	}
 }
 
-type decoder struct {
-	b    []byte
-	err  error
-	seen [4]string // the last identifiers decoded: a state repeats them
-	next int
+func (e *encoder) num(v int64) { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) count(n int) { e.b = binary.AppendUvarint(e.b, uint64(n)) }
+
+// An instant is a uvarint whose two low bits say what the rest is:
+//
+//	0: 0 none, 1 never, 2 the instant follows as a plain varint
+//	1: the zigzag of its difference from the base, in seconds
+//	2: the zigzag of its difference from the base, in nanoseconds
+//
+// A difference is taken in two's complement, so that any two instants
+// have one. Form 2 holds only differences that are not whole seconds, and
+// the plain varint only those whose form 2 would not fit.
+const (
+	timeSpecial = iota
+	timeSeconds
+	timeNanos
+)
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
+func (e *encoder) time(t int64) {
+	switch t {
+	case none:
+		e.b = append(e.b, 0<<2|timeSpecial)
+		return
+	case never:
+		e.b = append(e.b, 1<<2|timeSpecial)
+		return
+	}
+	d := int64(uint64(t) - uint64(e.base))
+	switch z := zigzag(d); {
+	case d%1e9 == 0:
+		e.b = binary.AppendUvarint(e.b, zigzag(d/1e9)<<2|timeSeconds)
+	case z < 1<<62:
+		e.b = binary.AppendUvarint(e.b, z<<2|timeNanos)
+	default:
+		e.b = append(e.b, 2<<2|timeSpecial)
+		e.b = binary.AppendVarint(e.b, t)
+	}
 }
 
-// constants are the strings a state holds from a closed set (sources,
-// revocation reasons, activity kinds): decoding one allocates nothing.
-var constants = func() map[string]string {
-	m := map[string]string{}
-	for _, s := range []string{
-		string(SourceRequest), string(SourceCallback), string(SourceInboundCall), string(SourceProfile), string(SourceReconcile),
-		string(RevokeRejected), string(RevokeProfile), string(RevokeAutomatic), string(RevokeReconciled),
-		actReply, actRequest, actRequestUsage, actCallUsage, actCallOut, actCallMissed, actCallIn,
-	} {
-		m[s] = s
+// A string is a uvarint whose two low bits say what it is: 0 the empty
+// string (the uvarint is 0), 1 its length, its bytes following, 2 its index
+// in stateConstants, 3 the index of the earlier string of the state it
+// repeats (the strings written with their bytes, numbered in order).
+const (
+	strEmpty = iota
+	strBytes
+	strConstant
+	strRepeat
+)
+
+// stateConstants are the strings of the closed sets a state holds
+// (sources, revocation reasons, activity kinds), by their code. The codes
+// are stored: append to this list, never reorder or remove.
+var stateConstants = [...]string{
+	string(SourceRequest), string(SourceCallback), string(SourceInboundCall), string(SourceProfile), string(SourceReconcile),
+	string(RevokeRejected), string(RevokeProfile), string(RevokeAutomatic), string(RevokeReconciled),
+	actReply, actRequest, actRequestUsage, actCallUsage, actCallOut, actCallMissed, actCallIn,
+}
+
+// constants maps each of stateConstants to its code.
+var constants = func() map[string]int {
+	m := map[string]int{}
+	for i, s := range stateConstants {
+		m[s] = i
 	}
 	return m
 }()
+
+func (e *encoder) str(s string) {
+	if s == "" {
+		e.b = append(e.b, strEmpty)
+		return
+	}
+	if i, ok := constants[s]; ok {
+		e.b = binary.AppendUvarint(e.b, uint64(i)<<2|strConstant)
+		return
+	}
+	for i, l := range e.lits {
+		if l == s {
+			e.b = binary.AppendUvarint(e.b, uint64(i)<<2|strRepeat)
+			return
+		}
+	}
+	e.lits = append(e.lits, s)
+	e.b = binary.AppendUvarint(e.b, uint64(len(s))<<2|strBytes)
+	e.b = append(e.b, s...)
+}
+
+// decoder reads either encoding: compact (versions 5 and 6) or the first
+// (1 and 4), in which instants are plain varints and strings
+// length-prefixed.
+type decoder struct {
+	b       []byte
+	err     error
+	compact bool
+	base    int64    // compact: the floor, once read
+	lits    []string // compact: the strings read with their bytes
+	litBuf  [8]string
+	seen    [4]string // first encoding: the last identifiers decoded, which a state repeats
+	next    int
+}
 
 func (d *decoder) fail() {
 	if d.err == nil {
@@ -150,7 +269,97 @@ func (d *decoder) count() int {
 	return int(v)
 }
 
+// time reads an instant (see encoder.time).
+func (d *decoder) time() int64 {
+	if !d.compact {
+		return d.varint()
+	}
+	u := d.uvarint()
+	v := u >> 2
+	switch u & 3 {
+	case timeSpecial:
+		switch v {
+		case 0:
+			return none
+		case 1:
+			return never
+		case 2:
+			t := d.varint()
+			if z := zigzag(int64(uint64(t) - uint64(d.base))); t == none || t == never || (t-d.base)%1e9 == 0 || z < 1<<62 {
+				d.fail() // form 1 or 2 holds it
+			}
+			return t
+		}
+	case timeSeconds:
+		sec := unzigzag(v)
+		if sec > math.MaxInt64/int64(1e9) || sec < math.MinInt64/int64(1e9) {
+			break
+		}
+		if t := int64(uint64(d.base) + uint64(sec*1e9)); t != none && t != never {
+			return t
+		}
+	case timeNanos:
+		if dn := unzigzag(v); dn%1e9 != 0 {
+			if t := int64(uint64(d.base) + uint64(dn)); t != none && t != never {
+				return t
+			}
+		}
+	}
+	d.fail()
+	return 0
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 || n != uvarintLen(v) {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// string reads a string (see encoder.str).
 func (d *decoder) string() string {
+	if !d.compact {
+		return d.legacyString()
+	}
+	u := d.uvarint()
+	v := u >> 2
+	switch u & 3 {
+	case strEmpty:
+		if u == 0 {
+			return ""
+		}
+	case strBytes:
+		if v == 0 || v > uint64(len(d.b)) {
+			break
+		}
+		b := d.b[:v]
+		if _, ok := constants[string(b)]; ok {
+			break // written as its code
+		}
+		if slices.Contains(d.lits, string(b)) {
+			break // written as a repeat
+		}
+		d.b = d.b[v:]
+		s := string(b)
+		d.lits = append(d.lits, s)
+		return s
+	case strConstant:
+		if v < uint64(len(stateConstants)) {
+			return stateConstants[v]
+		}
+	case strRepeat:
+		if v < uint64(len(d.lits)) {
+			return d.lits[v]
+		}
+	}
+	d.fail()
+	return ""
+}
+
+func (d *decoder) legacyString() string {
 	n := d.count()
 	if d.err != nil || n > len(d.b) {
 		d.fail()
@@ -161,8 +370,8 @@ func (d *decoder) string() string {
 	if n == 0 {
 		return ""
 	}
-	if s, ok := constants[string(b)]; ok { // the conversion does not allocate
-		return s
+	if i, ok := constants[string(b)]; ok { // the conversion does not allocate
+		return stateConstants[i]
 	}
 	for _, s := range d.seen {
 		if s == string(b) {
@@ -181,11 +390,18 @@ func decodeState(b []byte) (pairState, error) {
 		return s, nil
 	}
 	d := &decoder{b: b}
+	d.lits = d.litBuf[:0]
 	v := d.byte()
-	if v != codecVersion && v != lifecycleCodecVersion {
+	switch v {
+	case stateVersion, stateLifecycleVersion:
+		d.compact = true
+	case legacyVersion, legacyLifecycleVersion:
+	default:
 		return s, fmt.Errorf("%w: version %d", errCorrupt, v)
 	}
-	s.floor, s.wake = d.varint(), d.varint()
+	s.floor = d.time()
+	d.base = s.floor
+	s.wake = d.time()
 	switch kind := d.byte(); kind {
 	case 0:
 	case 1, 2:
@@ -194,7 +410,7 @@ func decodeState(b []byte) (pairState, error) {
 			s.listed.kind = Permanent
 		}
 		s.listed.source = Source(d.string())
-		s.listed.granted, s.listed.expires = d.varint(), d.varint()
+		s.listed.granted, s.listed.expires = d.time(), d.time()
 		s.listed.callsLeft, s.listed.streak = int(d.varint()), int(d.varint())
 		s.listed.waID, s.listed.userID = d.string(), d.string()
 	default:
@@ -207,25 +423,25 @@ func decodeState(b []byte) (pairState, error) {
 			g.call = d.string()
 			g.callAt, g.callExp, g.replyAt, g.replyExp = none, none, none, none
 			if g.call == "" {
-				g.at, g.exp = d.varint(), d.varint()
+				g.at, g.exp = d.time(), d.time()
 				g.source, g.id = Source(d.string()), d.string()
 				continue
 			}
-			g.callAt, g.callExp, g.replyAt, g.replyExp = d.varint(), d.varint(), d.varint(), d.varint()
+			g.callAt, g.callExp, g.replyAt, g.replyExp = d.time(), d.time(), d.time(), d.time()
 			g.replyID = d.string()
 		}
 	}
 	if n := d.count(); n > 0 {
 		s.revs = make([]revocation, n)
 		for i := range s.revs {
-			at, eff := d.varint(), d.varint()
+			at, eff := d.time(), d.time()
 			s.revs[i] = revocation{at: at, eff: eff, reason: RevokeReason(d.string()), id: d.string()}
 		}
 	}
 	if n := d.count(); n > 0 {
 		s.act = make([]activity, n)
 		for i := range s.act {
-			at := d.varint()
+			at := d.time()
 			s.act[i] = activity{at: at, kind: d.string(), id: d.string()}
 		}
 	}
@@ -233,10 +449,10 @@ func decodeState(b []byte) (pairState, error) {
 		s.ids = make([]ident, n)
 		for i := range s.ids {
 			id := d.string()
-			s.ids[i] = ident{id: id, since: d.varint()}
+			s.ids[i] = ident{id: id, since: d.time()}
 		}
 	}
-	if v == lifecycleCodecVersion {
+	if v == stateLifecycleVersion || v == legacyLifecycleVersion {
 		s.decodeLifecycle(d)
 	}
 	if d.err != nil || len(d.b) != 0 {

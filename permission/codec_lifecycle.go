@@ -2,44 +2,33 @@ package permission
 
 import "encoding/binary"
 
-// lifecycleCodecVersion is the pair state's encoding when it holds a
-// pending request listed or a request claim: version 1's fields, then those
-// two. A state with neither is still written as version 1, byte for byte,
-// and both versions decode. (Versions 2 and 3 are the channel and alias
-// records.)
-const lifecycleCodecVersion = 4
+// The request lifecycle's part of a pair's state: the pending request
+// listed and a request claim. A state with either is written as version 6
+// (version 4 in the first encoding): version 5's fields, then those two. A
+// state with neither is version 5 (1) and holds no byte for them.
 
-func (s *pairState) codecVersion() byte {
-	if s.pend.ok || s.claim.token != "" {
-		return lifecycleCodecVersion
-	}
-	return codecVersion
-}
+func (s *pairState) hasLifecycle() bool { return s.pend.ok || s.claim.token != "" }
 
-func (s *pairState) appendLifecycle(b []byte) []byte {
-	if s.codecVersion() != lifecycleCodecVersion {
-		return b
-	}
+func (e *encoder) lifecycle(s *pairState) {
 	if p := s.pend; p.ok {
-		b = append(b, 1)
-		b = appendString(b, p.contact)
-		b = appendString(b, p.id)
-		b = binary.AppendVarint(b, p.sent)
-		b = binary.AppendVarint(b, p.lapses)
-		b = appendString(b, p.waID)
-		b = appendString(b, p.userID)
+		e.b = append(e.b, 1)
+		e.str(p.contact)
+		e.str(p.id)
+		e.time(p.sent)
+		e.time(p.lapses)
+		e.str(p.waID)
+		e.str(p.userID)
 	} else {
-		b = append(b, 0)
+		e.b = append(e.b, 0)
 	}
 	if c := s.claim; c.token != "" {
-		b = append(b, 1)
-		b = appendString(b, c.token)
-		b = binary.AppendVarint(b, c.at)
-		b = binary.AppendVarint(b, c.until)
+		e.b = append(e.b, 1)
+		e.str(c.token)
+		e.time(c.at)
+		e.time(c.until)
 	} else {
-		b = append(b, 0)
+		e.b = append(e.b, 0)
 	}
-	return b
 }
 
 func (s *pairState) decodeLifecycle(d *decoder) {
@@ -48,7 +37,7 @@ func (s *pairState) decodeLifecycle(d *decoder) {
 	case 1:
 		s.pend.ok = true
 		s.pend.contact, s.pend.id = d.string(), d.string()
-		s.pend.sent, s.pend.lapses = d.varint(), d.varint()
+		s.pend.sent, s.pend.lapses = d.time(), d.time()
 		s.pend.waID, s.pend.userID = d.string(), d.string()
 	default:
 		d.fail()
@@ -57,7 +46,7 @@ func (s *pairState) decodeLifecycle(d *decoder) {
 	case 0:
 	case 1:
 		s.claim.token = d.string()
-		s.claim.at, s.claim.until = d.varint(), d.varint()
+		s.claim.at, s.claim.until = d.time(), d.time()
 		if s.claim.token == "" {
 			d.fail()
 		}
@@ -65,7 +54,7 @@ func (s *pairState) decodeLifecycle(d *decoder) {
 		d.fail()
 	}
 	if !s.pend.ok && s.claim.token == "" {
-		d.fail() // written as version 1: one encoding per state
+		d.fail() // written without the lifecycle: one encoding per state
 	}
 }
 

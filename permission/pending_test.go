@@ -181,11 +181,11 @@ func TestCodecLifecycle(t *testing.T) {
 	s := pairState{floor: 5, wake: none}
 	s.fold(rec{typ: EventRequestSent, at: 1, id: "wamid.1", ref: -1})
 	v1 := encodeState(&s)
-	require.Equal(t, byte(codecVersion), v1[0], "no pending listed, no claim: version 1 as before")
+	require.Equal(t, byte(stateVersion), v1[0], "no pending listed, no claim: no lifecycle bytes")
 	s.pend = pendListed{ok: true, contact: "a", id: "wamid.1", sent: 1, lapses: 1 + int64(PendingTTL), waID: "34600"}
 	s.claim = requestClaim{token: "tok", at: 2, until: 3}
 	b := encodeState(&s)
-	require.Equal(t, byte(lifecycleCodecVersion), b[0])
+	require.Equal(t, byte(stateLifecycleVersion), b[0])
 	got, err := decodeState(b)
 	require.NoError(t, err)
 	assert.Equal(t, s.pend, got.pend)
