@@ -42,7 +42,8 @@ func openDB(ctx context.Context, dsn string) (db *sql.DB, postgres bool, err err
 // readers never block the writer, synchronous(FULL) so that a webhook
 // acknowledged with 200 survives a power loss too (one fsync per group
 // commit), a busy timeout so concurrent writers wait instead of failing,
-// and foreign keys.
+// foreign keys, and statement journals in memory rather than in a
+// temporary file per multi-row statement (store/sql's doc).
 func sqliteDSN(path string) string {
 	if strings.HasPrefix(path, "file:") && strings.Contains(path, "_pragma") {
 		return path // the operator chose
@@ -52,6 +53,7 @@ func sqliteDSN(path string) string {
 	v.Add("_pragma", "journal_mode(WAL)")
 	v.Add("_pragma", "synchronous(FULL)")
 	v.Add("_pragma", "foreign_keys(ON)")
+	v.Add("_pragma", "temp_store(MEMORY)")
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"

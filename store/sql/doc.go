@@ -3,7 +3,7 @@
 // app instances on one database). It imports no driver: the host imports
 // the one it wants and passes its *sql.DB to Open.
 //
-//	db, err := sql.Open("sqlite", "file:callready.db?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)")
+//	db, err := sql.Open("sqlite", "file:callready.db?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)")
 //	...
 //	st, err := sqlstore.Open(ctx, db, sqlstore.Config{})
 //	tr, err := permission.New(ctx, permission.Config{Store: st})
@@ -13,7 +13,7 @@
 // SQLite is tested with modernc.org/sqlite (pure Go, no cgo), driver name
 // "sqlite". The recommended DSN is
 //
-//	file:PATH?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)
+//	file:PATH?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)
 //
 // Its pragmas apply to every connection of the pool:
 //
@@ -28,6 +28,11 @@
 //     of the process only (a power loss may lose the last commits).
 //   - foreign_keys(1): harmless for these tables; keeps a CRM's own tables
 //     in the same file honest.
+//   - temp_store(MEMORY): a statement that writes several rows keeps its
+//     statement journal (what undoes that statement alone if it fails) in
+//     memory rather than in a temporary file opened, written and deleted
+//     per statement; a tenth more webhooks/s in the reference server here.
+//     The journal is not part of durability: the WAL is.
 //
 // _txlock=immediate is not needed: the first statement of Update's
 // transactions writes the meta row, which takes the write lock before
