@@ -1,5 +1,6 @@
 // Package memory is the in-process store adapter: the ledger in ordered
-// trees, pair states in a map and a bounded change log in a ring, all lost
+// trees, pair states in a table by contact hash and a bounded change log
+// in a ring, all lost
 // when the process exits. It is
 // what tests, examples and single-process hosts that do not need durability
 // use, and it implements store.Notifier so several trackers in one process
@@ -31,7 +32,7 @@ type Config struct {
 // Store is an in-memory store.Store. The zero value is not usable; call New.
 type Store struct {
 	mu        sync.RWMutex
-	pairs     map[store.Key]record
+	pairs     pairTable
 	log       []store.Change // ring of the newest entries, oldest at head
 	head      int            // index of the oldest entry in log once full
 	retention int
@@ -60,7 +61,7 @@ func New(cfg Config) *Store {
 		r = DefaultRetention
 	}
 	return &Store{
-		pairs: make(map[store.Key]record), retention: r,
+		pairs: newPairTable(), retention: r,
 		ledger: make(map[string]*channelLedger), dedupe: make(map[dedupeKey]struct{}),
 		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 	}
@@ -117,7 +118,7 @@ type undo struct {
 }
 
 func (t *tx) Get(ctx context.Context, k store.Key) (store.State, error) {
-	rec, ok := t.s.pairs[k]
+	rec, ok := t.s.pairs.get(k)
 	if !ok {
 		return store.State{}, store.ErrNotFound // hot path: new pairs are common
 	}
@@ -128,9 +129,8 @@ func (t *tx) Put(ctx context.Context, k store.Key, st store.State) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	prev, existed := t.s.pairs[k]
+	prev, existed := t.s.pairs.put(k, record{data: st.Data, rev: st.Revision}) // Put may keep Data (store.Tx)
 	t.undo = append(t.undo, undo{k, prev, existed})
-	t.s.pairs[k] = record{data: st.Data, rev: st.Revision} // Put may keep Data (store.Tx)
 	return nil
 }
 
@@ -186,9 +186,9 @@ func (t *tx) rollback() {
 	for i := len(t.undo) - 1; i >= 0; i-- {
 		u := t.undo[i]
 		if u.existed {
-			t.s.pairs[u.key] = u.prev
+			t.s.pairs.put(u.key, u.prev)
 		} else {
-			delete(t.s.pairs, u.key)
+			t.s.pairs.del(u.key)
 		}
 	}
 }
@@ -244,7 +244,7 @@ func (s *Store) Get(ctx context.Context, k store.Key) (store.State, error) {
 	if s.closed {
 		return store.State{}, store.ErrClosed
 	}
-	rec, ok := s.pairs[k]
+	rec, ok := s.pairs.get(k)
 	if !ok {
 		return store.State{}, fmt.Errorf("memory: %s/%s: %w", k.Channel, k.Contact, store.ErrNotFound)
 	}
@@ -259,13 +259,15 @@ func (s *Store) Load(ctx context.Context, fn func(store.Key, store.State) error)
 	if s.closed {
 		return 0, store.ErrClosed
 	}
-	for k, rec := range s.pairs {
-		if err := ctx.Err(); err != nil {
-			return 0, err
+	var err error
+	s.pairs.each(func(k store.Key, rec record) bool {
+		if err = ctx.Err(); err == nil {
+			err = fn(k, rec.state())
 		}
-		if err := fn(k, rec.state()); err != nil {
-			return 0, err
-		}
+		return err == nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	return s.revision, nil
 }
