@@ -149,51 +149,25 @@ func TestRecordWithFailureIsolatesItsCaller(t *testing.T) {
 	f := newFixture(t, Config{Store: cs})
 	var log hostLog
 
+	errHost := errors.New("constraint violated")
+	record := func(write HostWrite, contact string) func() error {
+		return func() error {
+			var events []Event
+			if contact != "" {
+				events = append(events, grant(contact, t0))
+			}
+			_, err := f.tr.RecordWith(f.ctx, write, events...)
+			return err
+		}
+	}
 	// The first call holds the committer while the others queue, so that
 	// they share the next batch.
-	entered, release := make(chan struct{}), make(chan struct{})
-	firstDone := make(chan error, 1)
-	go func() {
-		_, err := f.tr.RecordWith(f.ctx, func(ctx context.Context, tx store.Tx) error {
-			close(entered)
-			<-release
-			return log.write("first", nil)(ctx, tx)
-		}, grant("15550000", t0))
-		firstDone <- err
-	}()
-	<-entered
-
-	errHost := errors.New("constraint violated")
-	type call struct {
-		name    string
-		write   HostWrite
-		contact string
-	}
-	calls := []call{
-		{"a", log.write("a", nil), "15550001"},
-		{"bad", log.write("bad", errHost), "15550002"},
-		{"plain", nil, "15550003"},
-		{"message", log.write("message", nil), ""}, // no events
-	}
-	errs := make([]error, len(calls))
-	var wg sync.WaitGroup
-	for i, c := range calls {
-		wg.Go(func() {
-			var events []Event
-			if c.contact != "" {
-				events = append(events, grant(c.contact, t0))
-			}
-			_, errs[i] = f.tr.RecordWith(f.ctx, c.write, events...)
-		})
-	}
-	require.Eventually(t, func() bool {
-		f.tr.qmu.Lock()
-		defer f.tr.qmu.Unlock()
-		return len(f.tr.queue) == len(calls)
-	}, testTimeout, testTick)
-	close(release)
-	require.NoError(t, <-firstDone)
-	wg.Wait()
+	errs := batchOf(t, f, log.write("first", nil), []func() error{
+		record(log.write("a", nil), "15550001"),
+		record(log.write("bad", errHost), "15550002"),
+		record(nil, "15550003"),
+		record(log.write("message", nil), ""), // no events
+	})
 
 	require.NoError(t, errs[0])
 	require.ErrorIs(t, errs[1], errHost)

@@ -263,6 +263,9 @@ var (
 	// ErrBadCursor: a page cursor was not produced by this tracker's
 	// Eligible for the same query.
 	ErrBadCursor = errors.New("permission: bad cursor")
+	// ErrNoHostRows: RecordRows was called on a tracker without
+	// Config.HostRows.
+	ErrNoHostRows = errors.New("permission: RecordRows needs Config.HostRows")
 )
 
 func invalid(format string, args ...any) error {

@@ -75,6 +75,17 @@ type Config struct {
 	// instants before the horizon fail with ErrBeyondRetention. Default
 	// DefaultLedgerRetention (400 days); KeepForever never prunes.
 	LedgerRetention time.Duration
+	// HostRows writes the rows that RecordRows calls carry, inside the
+	// store transaction of their group commit: once per batch, with the
+	// rows of every RecordRows call in it, in call order, after the
+	// tracker's own writes and every RecordWith write. A host then writes
+	// a batch's rows in a few multi-row statements (one round trip on
+	// PostgreSQL) instead of a few per call. It has HostWrite's duties: no
+	// effect outside tx, and it may run again. If it fails, the batch is
+	// written again calling HostRows once per call, each with its own rows,
+	// so that only the calls whose rows fail are failed. Default nil:
+	// RecordRows fails with ErrNoHostRows.
+	HostRows func(ctx context.Context, tx store.Tx, rows []any) error
 	// Logger receives warnings from the background expiry loop. Default: discard.
 	Logger *slog.Logger
 }
@@ -237,17 +248,17 @@ func (t *Tracker) Revision() int64 {
 // invalid, Record returns an error wrapping ErrInvalidEvent and records
 // nothing. When Record returns nil the events are durable in the store.
 func (t *Tracker) Record(ctx context.Context, events ...Event) ([]Change, error) {
-	return t.record(ctx, nil, events)
+	return t.record(ctx, nil, nil, events)
 }
 
 // record is Record and RecordWith.
-func (t *Tracker) record(ctx context.Context, host HostWrite, events []Event) ([]Change, error) {
+func (t *Tracker) record(ctx context.Context, host HostWrite, rows any, events []Event) ([]Change, error) {
 	if !t.enter() {
 		return nil, ErrClosed
 	}
 	defer t.inflight.Done()
 	now := t.clock.Now().UTC()
-	r := &request{now: now, host: host, done: make(chan struct{})}
+	r := &request{now: now, host: host, rows: rows, done: make(chan struct{})}
 	if len(events) == 1 {
 		r.events = r.one[:]
 	} else {
@@ -263,7 +274,7 @@ func (t *Tracker) record(ctx context.Context, host HostWrite, events []Event) ([
 		}
 		r.events[i] = ledgerEvent(v, t.cfg.TTL, now)
 	}
-	if len(events) == 0 && host == nil {
+	if len(events) == 0 && host == nil && rows == nil {
 		return nil, nil
 	}
 	also, err := t.pairsUnderSettings(ctx, r.events, now)
@@ -502,6 +513,7 @@ type request struct {
 	also    []store.Key          // pairs a callback setting in events may change
 	wake    []store.Key          // pairs whose wake-up instant is due
 	host    HostWrite            // RecordWith's write, run in the batch's transaction
+	rows    any                  // RecordRows's rows, for Config.HostRows
 	changes []Change
 	err     error
 	done    chan struct{}
@@ -509,8 +521,8 @@ type request struct {
 
 func (r *request) size() int {
 	n := len(r.events) + len(r.also) + len(r.wake)
-	if r.host != nil {
-		n++ // a host write counts as one item of the batch
+	if r.host != nil || r.rows != nil {
+		n++ // a host's write counts as one item of the batch
 	}
 	return n
 }

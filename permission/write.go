@@ -49,7 +49,11 @@ type rawRecord struct {
 // the states folded from them and the change-log entries they cause. Then
 // it applies the committed changes to the index, through the same path as
 // another tracker's changes. Only one commit runs at a time.
-func (t *Tracker) commit(ctx context.Context, batch []*request) {
+func (t *Tracker) commit(ctx context.Context, batch []*request) { t.commitRows(ctx, batch, false) }
+
+// commitRows is commit; rowsApart calls Config.HostRows once per request
+// rather than once for the batch (see hostwrite.go).
+func (t *Tracker) commitRows(ctx context.Context, batch []*request, rowsApart bool) {
 	wctx := newWriteContext(ctx, t.cfg.WriteTimeout)
 	defer wctx.stop()
 	w := &t.writer
@@ -60,9 +64,9 @@ func (t *Tracker) commit(ctx context.Context, batch []*request) {
 		if err := w.write(batch, &w.appended); err != nil {
 			return err
 		}
-		return runHostWrites(wctx, tx, batch)
+		return t.runHostWrites(wctx, tx, batch, rowsApart)
 	})
-	if err != nil && t.retryWithoutFailedHost(ctx, batch, err) {
+	if err != nil && t.retryHostWrites(ctx, batch, err) {
 		return
 	}
 	appended := w.appended

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -153,6 +154,7 @@ type inboxRows struct {
 	channels []channelInfo // channels new to the cache, or with a new display number
 	contacts []contactRow
 	messages []chatMessage
+	at       time.Time // when the server saw them: the rows' seen_at
 }
 
 // contactRow is a contact seen in a body, with its profile name if any.
@@ -198,118 +200,131 @@ func (r *inboxRows) addContact(channel, contact, name string) {
 	r.contacts = append(r.contacts, contactRow{channel, contact, name})
 }
 
-// preparer is an execer that prepares statements for its transaction
-// (sqlstore.Querier: one statement per query per transaction, closed with
-// it).
-type preparer interface {
-	execer
-	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
-}
-
-// preparedExec runs each statement prepared once per transaction, so the
-// rows of a group-committed batch of webhooks (written one webhook after
-// another in that transaction) parse each statement once. SQLite only:
-// pgx caches prepared statements itself.
-type preparedExec struct{ p preparer }
-
-func (x preparedExec) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	st, err := x.p.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
+// merge appends o's rows to r, a contact, channel or message named twice
+// keeping one row (a name or display number over none, the first message
+// of an id), as one multi-row statement needs: PostgreSQL refuses to
+// update a row twice in one INSERT … ON CONFLICT DO UPDATE.
+func (r *inboxRows) merge(o *inboxRows) {
+	for _, c := range o.channels {
+		if i := slices.IndexFunc(r.channels, func(x channelInfo) bool { return x.Channel == c.Channel }); i < 0 {
+			r.channels = append(r.channels, c)
+		} else if c.Display != "" {
+			r.channels[i].Display = c.Display
+		}
 	}
-	return st.ExecContext(ctx, args...)
+	for _, c := range o.contacts {
+		r.addContact(c.channel, c.contact, c.name)
+	}
+	for _, m := range o.messages {
+		if !slices.ContainsFunc(r.messages, func(x chatMessage) bool { return x.Channel == m.Channel && x.ID == m.ID }) {
+			r.messages = append(r.messages, m)
+		}
+	}
 }
 
-// write writes r through q, in one transaction of the caller's.
+// rowsInsert is one table's multi-row INSERT of inboxRows.
+type rowsInsert struct {
+	head, tail string // before the VALUES rows, after them
+	n          int
+	row        func(i int) []any
+}
+
+// maxRowsPerInsert bounds one SQLite INSERT's rows: a batch's rows go in
+// runs of a power of two up to it, so a few statement texts (prepared
+// once by the tracker's store) serve every batch.
+const maxRowsPerInsert = 64
+
+// write writes r through q, in one transaction of the caller's (it is the
+// batch of every webhook of a group commit, see webhooks.go): on SQLite,
+// multi-row INSERTs per table; on PostgreSQL, one statement for the three
+// tables (one round trip).
 func (in *inbox) write(ctx context.Context, q execer, r *inboxRows, now time.Time) error {
-	if in.postgres {
-		return in.writePostgres(ctx, q, r, now)
-	}
-	if p, ok := q.(preparer); ok {
-		q = preparedExec{p}
-	}
-	for _, c := range r.channels {
-		if err := in.execChannel(ctx, q, c.Channel, c.Display, now); err != nil {
-			return err
-		}
-	}
-	for _, c := range r.contacts {
-		if err := in.execContact(ctx, q, c.channel, c.contact, c.name, now); err != nil {
-			return err
-		}
-	}
-	for _, m := range r.messages {
-		if err := in.execMessage(ctx, q, m); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// writePostgres writes r in one statement (one round trip): a
-// data-modifying WITH of one multi-row INSERT per table.
-func (in *inbox) writePostgres(ctx context.Context, q execer, r *inboxRows, now time.Time) error {
 	if r.empty() {
 		return nil
 	}
-	var b strings.Builder
-	var args []any
-	values := func(rows int, row func(i int) []any) {
-		for i := range rows {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteByte('(')
-			for j, a := range row(i) {
-				if j > 0 {
-					b.WriteString(", ")
-				}
-				args = append(args, a)
-				b.WriteString("$" + strconv.Itoa(len(args)))
-			}
-			b.WriteByte(')')
-		}
-	}
-	b.WriteString("WITH ")
-	parts := 0
-	part := func(name string) {
-		if parts > 0 {
-			b.WriteString(", ")
-		}
-		parts++
-		b.WriteString(name + " AS (")
-	}
 	ms := now.UnixMilli()
-	if len(r.channels) > 0 {
-		part("ch")
-		b.WriteString(`INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES `)
-		values(len(r.channels), func(i int) []any { return []any{r.channels[i].Channel, r.channels[i].Display, ms} })
-		b.WriteString(` ON CONFLICT (channel) DO UPDATE SET
+	inserts := []rowsInsert{{
+		head: `INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES `,
+		tail: ` ON CONFLICT (channel) DO UPDATE SET
 			display_phone_number = CASE WHEN excluded.display_phone_number <> '' THEN excluded.display_phone_number ELSE server_channels.display_phone_number END,
-			seen_at = excluded.seen_at)`)
-	}
-	if len(r.contacts) > 0 {
-		part("co")
-		b.WriteString(`INSERT INTO server_contacts (channel, contact, name, seen_at) VALUES `)
-		values(len(r.contacts), func(i int) []any { c := r.contacts[i]; return []any{c.channel, c.contact, c.name, ms} })
-		b.WriteString(` ON CONFLICT (channel, contact) DO UPDATE SET
+			seen_at = excluded.seen_at`,
+		n:   len(r.channels),
+		row: func(i int) []any { return []any{r.channels[i].Channel, r.channels[i].Display, ms} },
+	}, {
+		head: `INSERT INTO server_contacts (channel, contact, name, seen_at) VALUES `,
+		tail: ` ON CONFLICT (channel, contact) DO UPDATE SET
 			name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE server_contacts.name END,
-			seen_at = excluded.seen_at)`)
-	}
-	if len(r.messages) > 0 {
-		part("me")
-		b.WriteString(`INSERT INTO server_messages (channel, id, contact, direction, type, body, at_ms) VALUES `)
-		values(len(r.messages), func(i int) []any {
+			seen_at = excluded.seen_at`,
+		n:   len(r.contacts),
+		row: func(i int) []any { c := r.contacts[i]; return []any{c.channel, c.contact, c.name, ms} },
+	}, {
+		head: `INSERT INTO server_messages (channel, id, contact, direction, type, body, at_ms) VALUES `,
+		tail: ` ON CONFLICT (channel, id) DO NOTHING`,
+		n:    len(r.messages),
+		row: func(i int) []any {
 			m := r.messages[i]
 			return []any{m.Channel, m.ID, m.Contact, m.Direction, m.Type, m.Body, m.At.UnixMilli()}
-		})
-		b.WriteString(` ON CONFLICT (channel, id) DO NOTHING)`)
+		},
+	}}
+	var b strings.Builder
+	var args []any
+	if in.postgres {
+		b.WriteString("WITH ")
+		for i, ins := range inserts {
+			if ins.n == 0 {
+				continue
+			}
+			if len(args) > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("w" + strconv.Itoa(i) + " AS (")
+			args = ins.values(&b, args, 0, ins.n, true)
+			b.WriteString(")")
+		}
+		b.WriteString(" SELECT 1")
+		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("inbox: saving a webhook's rows: %w", err)
+		}
+		return nil
 	}
-	b.WriteString(" SELECT 1")
-	if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
-		return fmt.Errorf("inbox: saving a webhook's rows: %w", err)
+	for _, ins := range inserts {
+		for from := 0; from < ins.n; {
+			k := min(maxRowsPerInsert, 1<<(bits.Len(uint(ins.n-from))-1))
+			b.Reset()
+			args = ins.values(&b, args[:0], from, k, false)
+			if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+				return fmt.Errorf("inbox: saving a webhook's rows: %w", err)
+			}
+			from += k
+		}
 	}
 	return nil
+}
+
+// values writes the INSERT of rows from … from+k-1 to b and appends their
+// arguments to args; dollar numbers the placeholders PostgreSQL's way.
+func (ins rowsInsert) values(b *strings.Builder, args []any, from, k int, dollar bool) []any {
+	b.WriteString(ins.head)
+	for i := from; i < from+k; i++ {
+		if i > from {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j, a := range ins.row(i) {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			args = append(args, a)
+			if dollar {
+				b.WriteString("$" + strconv.Itoa(len(args)))
+			} else {
+				b.WriteByte('?')
+			}
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(ins.tail)
+	return args
 }
 
 // committed updates the channel cache once r's transaction committed.
@@ -341,47 +356,15 @@ func (in *inbox) noteChannel(ctx context.Context, channel, display string, now t
 	return nil
 }
 
-func (in *inbox) execChannel(ctx context.Context, q execer, channel, display string, now time.Time) error {
-	_, err := q.ExecContext(ctx, in.q(`INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES (?, ?, ?)
-		ON CONFLICT (channel) DO UPDATE SET
-			display_phone_number = CASE WHEN excluded.display_phone_number <> '' THEN excluded.display_phone_number ELSE server_channels.display_phone_number END,
-			seen_at = excluded.seen_at`), channel, display, now.UnixMilli())
-	if err != nil {
-		return fmt.Errorf("inbox: saving channel: %w", err)
-	}
-	return nil
-}
-
 // noteContact records that a contact exists on a channel, with its profile
 // name when the webhook carried one (an empty name never erases a known one).
 func (in *inbox) noteContact(ctx context.Context, channel, contact, name string, now time.Time) error {
-	return in.execContact(ctx, in.db, channel, contact, name, now)
-}
-
-func (in *inbox) execContact(ctx context.Context, q execer, channel, contact, name string, now time.Time) error {
-	_, err := q.ExecContext(ctx, in.q(`INSERT INTO server_contacts (channel, contact, name, seen_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (channel, contact) DO UPDATE SET
-			name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE server_contacts.name END,
-			seen_at = excluded.seen_at`), channel, contact, name, now.UnixMilli())
-	if err != nil {
-		return fmt.Errorf("inbox: saving contact: %w", err)
-	}
-	return nil
+	return in.write(ctx, in.db, &inboxRows{contacts: []contactRow{{channel, contact, name}}}, now)
 }
 
 // addMessage stores one chat line; a redelivered webhook adds nothing.
 func (in *inbox) addMessage(ctx context.Context, m chatMessage) error {
-	return in.execMessage(ctx, in.db, m)
-}
-
-func (in *inbox) execMessage(ctx context.Context, q execer, m chatMessage) error {
-	_, err := q.ExecContext(ctx, in.q(`INSERT INTO server_messages (channel, id, contact, direction, type, body, at_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, id) DO NOTHING`),
-		m.Channel, m.ID, m.Contact, m.Direction, m.Type, m.Body, m.At.UnixMilli())
-	if err != nil {
-		return fmt.Errorf("inbox: saving message: %w", err)
-	}
-	return nil
+	return in.write(ctx, in.db, &inboxRows{messages: []chatMessage{m}}, m.At)
 }
 
 // maxHistory bounds one chat history answer: the newest lines win.

@@ -119,6 +119,7 @@ func newServer(ctx context.Context, o serverOptions) (*server, error) {
 	}
 	s.tracker, err = permission.New(ctx, permission.Config{
 		Store: ps, Clock: o.Clock, Limits: limits, Logger: o.Logger, Shared: shared,
+		HostRows: s.writeRows,
 	})
 	if err != nil {
 		s.store.Close()

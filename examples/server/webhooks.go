@@ -91,25 +91,35 @@ func (s *server) writeInbox(ctx context.Context, rows *inboxRows, now time.Time)
 	if rows.empty() {
 		return nil
 	}
-	if _, err := s.tracker.RecordWith(ctx, s.inboxWrite(rows, now)); err != nil {
+	rows.at = now
+	if _, err := s.tracker.RecordRows(ctx, rows); err != nil {
 		return err
 	}
 	s.inbox.committed(rows)
 	return nil
 }
 
-// inboxWrite writes rows in the tracker's transaction.
-func (s *server) inboxWrite(rows *inboxRows, now time.Time) permission.HostWrite {
-	if rows.empty() {
-		return nil
+// writeRows is the tracker's Config.HostRows: it writes the inbox rows
+// of every webhook of a group commit (*inboxRows, each recorded with
+// RecordRows) in the batch's transaction, merged, in a few multi-row
+// statements.
+func (s *server) writeRows(ctx context.Context, tx store.Tx, rows []any) error {
+	q, ok := sqlstore.TxQuerier(tx)
+	if !ok {
+		return errors.New("inbox: the permission store is not a SQL store")
 	}
-	return func(ctx context.Context, tx store.Tx) error {
-		q, ok := sqlstore.TxQuerier(tx)
-		if !ok {
-			return errors.New("inbox: the permission store is not a SQL store")
+	all := rows[0].(*inboxRows)
+	if len(rows) > 1 {
+		all = &inboxRows{}
+		for _, r := range rows {
+			r := r.(*inboxRows)
+			all.merge(r)
+			if r.at.After(all.at) {
+				all.at = r.at
+			}
 		}
-		return s.inbox.write(ctx, q, rows, now)
 	}
+	return s.inbox.write(ctx, q, all, all.at)
 }
 
 // recorder is the tracker as the webhook handler's Recorder. It records
@@ -146,7 +156,14 @@ func (r recorder) Record(ctx context.Context, events ...permission.Event) ([]per
 			Direction: "event", Type: "permission", Body: body, At: e.At,
 		})
 	}
-	changes, err := s.tracker.RecordWith(ctx, s.inboxWrite(rows, now), events...)
+	var changes []permission.Change
+	var err error
+	if rows.empty() {
+		changes, err = s.tracker.Record(ctx, events...)
+	} else {
+		rows.at = now
+		changes, err = s.tracker.RecordRows(ctx, rows, events...)
+	}
 	switch {
 	case err == nil:
 		s.inbox.committed(rows)

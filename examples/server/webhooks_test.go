@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,4 +177,81 @@ func TestRecorderRefusedEventsKeepTheBodyRows(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Equal(t, "Sheena Nelson: in kept permission", historyOf(t, e, chA, "16505551234"))
+}
+
+// TestBatchedInboxRows: the inbox rows of several webhooks merged into one
+// group commit's statements keep one row per contact (a name over none),
+// one chat line per id, and runs of rows longer than one INSERT holds.
+func TestBatchedInboxRows(t *testing.T) {
+	onEachDB(t, func(t *testing.T, newEnv func(time.Time, func(*serverOptions)) *testEnv) {
+		e := newEnv(t0, nil)
+		ctx := context.Background()
+		var all inboxRows
+		for i := range maxRowsPerInsert + 7 {
+			r := &inboxRows{}
+			e.s.inbox.addChannel(r, chA.id, chA.display)
+			name := ""
+			if i == 3 {
+				name = "Sheena Nelson"
+			}
+			r.addContact(chA.id, "16505551234", name)                     // in every body
+			r.addContact(chA.id, "1650555"+strconv.Itoa(2000+i), "Other") // one per body
+			r.messages = append(r.messages, chatMessage{ID: "wamid.same", Channel: chA.id, Contact: "16505551234", Direction: "in", Type: "text", Body: "first", At: t0},
+				chatMessage{ID: "wamid." + strconv.Itoa(i), Channel: chA.id, Contact: "16505551234", Direction: "in", Type: "text", Body: "line", At: t0.Add(time.Duration(i) * time.Second)})
+			all.merge(r)
+		}
+		require.Len(t, all.channels, 1)
+		require.Len(t, all.contacts, maxRowsPerInsert+8)
+		require.Len(t, all.messages, maxRowsPerInsert+8)
+		require.NoError(t, e.s.inbox.write(ctx, e.s.opts.DB, &all, t0))
+		e.s.inbox.committed(&all)
+
+		name, known, err := e.s.inbox.contact(ctx, chA.id, "16505551234")
+		require.NoError(t, err)
+		require.True(t, known)
+		require.Equal(t, "Sheena Nelson", name, "a name over none")
+		var contacts, messages, first int
+		require.NoError(t, e.s.opts.DB.QueryRowContext(ctx, "SELECT count(*) FROM server_contacts").Scan(&contacts))
+		require.NoError(t, e.s.opts.DB.QueryRowContext(ctx, "SELECT count(*) FROM server_messages").Scan(&messages))
+		require.NoError(t, e.s.opts.DB.QueryRowContext(ctx, e.s.inbox.q("SELECT count(*) FROM server_messages WHERE id = ? AND body = ?"), "wamid.same", "first").Scan(&first))
+		require.Equal(t, maxRowsPerInsert+8, contacts)
+		require.Equal(t, maxRowsPerInsert+8, messages)
+		require.Equal(t, 1, first)
+	})
+}
+
+// TestPoisonedWebhookAmongConcurrentOnes: webhooks posted at once share
+// group commits; one whose inbox row cannot be written gets 503 alone,
+// and every other's events and rows are kept.
+func TestPoisonedWebhookAmongConcurrentOnes(t *testing.T) {
+	onEachDB(t, func(t *testing.T, newEnv func(time.Time, func(*serverOptions)) *testEnv) {
+		e := newEnv(t0, nil)
+		defer poisonMessages(t, e)()
+		const n = 24
+		status := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			id := "wamid.ok" + strconv.Itoa(i)
+			if i == 7 {
+				id = "wamid.poison" + strconv.Itoa(i)
+			}
+			body := grantBody(chA, "Caller "+strconv.Itoa(i), "1650555"+strconv.Itoa(3000+i), id, t0.Add(-time.Hour), t0.Add(time.Hour))
+			wg.Go(func() { status[i] = e.postStatus(body) })
+		}
+		wg.Wait()
+		var want []string
+		for i, s := range status {
+			if i == 7 {
+				require.Equal(t, http.StatusServiceUnavailable, s)
+				continue
+			}
+			require.Equal(t, http.StatusOK, s, "webhook %d", i)
+			c := "1650555" + strconv.Itoa(3000+i)
+			want = append(want, c)
+			require.Equal(t, "Caller "+strconv.Itoa(i)+": permission", historyOf(t, e, chA, c))
+		}
+		var callable callableResp
+		require.Equal(t, http.StatusOK, e.get("/api/channels/"+chA.id+"/callable?limit=100", &callable))
+		require.ElementsMatch(t, want, contactsOf(callable))
+	})
 }
