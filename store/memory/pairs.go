@@ -9,11 +9,12 @@ import (
 
 // pairTable holds the pairs' states, laid out for millions of pairs. A Go
 // map keyed by store.Key with the state as its value has 64-byte entries
-// and, at a million pairs, costs about 150 bytes per pair; here each
-// channel maps a 64-bit hash of the contact (no pointer for the garbage
-// collector to scan) to a slot in fixed chunks of slots that never move,
-// about 90 bytes per pair. The rare contact whose hash another contact of
-// the channel already has is found through a map of its own.
+// and, at a million pairs, costs about 150 bytes per pair. Here each
+// channel keeps its pairs in slots, in fixed chunks that never move, and
+// finds them through an open-addressing table of 8-byte buckets (half of
+// the contact's hash and the slot's number, nothing for the garbage
+// collector to scan): 67 bytes per pair at a million (48 of slot, the
+// rest buckets, whose load runs from 7/16 to 7/8).
 type pairTable struct {
 	hash     func(contact string) uint64 // keyed by a seed of the table's (tests make it clash)
 	channels map[string]*pairChannel
@@ -21,11 +22,14 @@ type pairTable struct {
 }
 
 type pairChannel struct {
-	byHash map[uint64]uint32 // hash of the contact → its slot
-	clash  map[string]uint32 // contacts whose hash names another contact's slot
-	chunks [][]pairSlot      // slotChunk slots each
-	used   uint32            // slots handed out, free or not
-	free   []uint32          // slots of deleted pairs, to reuse
+	// buckets is a linear-probing table: 0 is empty, else the high half of
+	// the contact's hash above slot+1. Its length is a power of two, and at
+	// most 7/8 of it is used.
+	buckets []uint64
+	count   int
+	chunks  [][]pairSlot // slotChunk slots each
+	used    uint32       // slots handed out, free or not
+	free    []uint32     // slots of deleted pairs, to reuse
 }
 
 type pairSlot struct {
@@ -46,16 +50,41 @@ func newPairTable() pairTable {
 
 func (c *pairChannel) slot(i uint32) *pairSlot { return &c.chunks[i/slotChunk][i%slotChunk] }
 
-// find returns the slot of contact, whose hash is h.
-func (c *pairChannel) find(contact string, h uint64) (uint32, bool) {
-	if i, ok := c.byHash[h]; ok && c.slot(i).contact == contact {
-		return i, true
+func bucketOf(h uint64, slot uint32) uint64 { return h&^(1<<32-1) | uint64(slot) + 1 }
+
+// find returns the bucket and slot of contact, whose hash is h, or the
+// empty bucket where it would go.
+func (c *pairChannel) find(contact string, h uint64) (bucket int, slot uint32, ok bool) {
+	mask := len(c.buckets) - 1
+	for b := int(h) & mask; ; b = (b + 1) & mask {
+		x := c.buckets[b]
+		if x == 0 {
+			return b, 0, false
+		}
+		if x>>32 == h>>32 {
+			if i := uint32(x) - 1; c.slot(i).contact == contact {
+				return b, i, true
+			}
+		}
 	}
-	if len(c.clash) > 0 {
-		i, ok := c.clash[contact]
-		return i, ok
+}
+
+// grow doubles the buckets, placing every pair again.
+func (c *pairChannel) grow(hash func(string) uint64) {
+	old := c.buckets
+	c.buckets = make([]uint64, max(8, 2*len(old)))
+	mask := len(c.buckets) - 1
+	for _, x := range old {
+		if x == 0 {
+			continue
+		}
+		h := hash(c.slot(uint32(x) - 1).contact)
+		b := int(h) & mask
+		for c.buckets[b] != 0 {
+			b = (b + 1) & mask
+		}
+		c.buckets[b] = x
 	}
-	return 0, false
 }
 
 func (p *pairTable) get(k store.Key) (record, bool) {
@@ -63,7 +92,7 @@ func (p *pairTable) get(k store.Key) (record, bool) {
 	if c == nil {
 		return record{}, false
 	}
-	i, ok := c.find(k.Contact, p.hash(k.Contact))
+	_, i, ok := c.find(k.Contact, p.hash(k.Contact))
 	if !ok {
 		return record{}, false
 	}
@@ -75,17 +104,18 @@ func (p *pairTable) get(k store.Key) (record, bool) {
 func (p *pairTable) put(k store.Key, rec record) (prev record, existed bool) {
 	c := p.channels[k.Channel]
 	if c == nil {
-		c = &pairChannel{byHash: make(map[uint64]uint32)}
+		c = &pairChannel{}
+		c.grow(p.hash)
 		p.channels[k.Channel] = c
 	}
 	h := p.hash(k.Contact)
-	if i, ok := c.find(k.Contact, h); ok {
+	b, i, ok := c.find(k.Contact, h)
+	if ok {
 		s := c.slot(i)
 		prev = record{data: s.data, rev: s.rev}
 		s.data, s.rev = rec.data, rec.rev
 		return prev, true
 	}
-	var i uint32
 	if n := len(c.free); n > 0 {
 		i, c.free = c.free[n-1], c.free[:n-1]
 	} else {
@@ -96,37 +126,41 @@ func (p *pairTable) put(k store.Key, rec record) (prev record, existed bool) {
 		c.used++
 	}
 	*c.slot(i) = pairSlot{contact: k.Contact, data: rec.data, rev: rec.rev}
-	if _, taken := c.byHash[h]; taken {
-		if c.clash == nil {
-			c.clash = make(map[string]uint32)
-		}
-		c.clash[k.Contact] = i
-	} else {
-		c.byHash[h] = i
-	}
+	c.buckets[b] = bucketOf(h, i)
+	c.count++
 	p.n++
+	if c.count > len(c.buckets)/8*7 {
+		c.grow(p.hash)
+	}
 	return record{}, false
 }
 
-// del removes k (a rollback of the Put that added it).
+// del removes k (a rollback of the Put that added it). The buckets after
+// its own move back over it where their probe allows, as linear probing
+// needs: no tombstones.
 func (p *pairTable) del(k store.Key) {
 	c := p.channels[k.Channel]
 	if c == nil {
 		return
 	}
-	h := p.hash(k.Contact)
-	i, ok := c.find(k.Contact, h)
+	hole, i, ok := c.find(k.Contact, p.hash(k.Contact))
 	if !ok {
 		return
 	}
-	if j, ok := c.byHash[h]; ok && j == i {
-		delete(c.byHash, h)
-	} else {
-		delete(c.clash, k.Contact)
-	}
 	*c.slot(i) = pairSlot{rev: freeSlot}
 	c.free = append(c.free, i)
+	c.count--
 	p.n--
+	mask := len(c.buckets) - 1
+	for b := (hole + 1) & mask; c.buckets[b] != 0; b = (b + 1) & mask {
+		home := int(p.hash(c.slot(uint32(c.buckets[b])-1).contact)) & mask
+		// The bucket at b may fill the hole unless its home lies in (hole, b].
+		if (b-home)&mask >= (b-hole)&mask {
+			c.buckets[hole] = c.buckets[b]
+			hole = b
+		}
+	}
+	c.buckets[hole] = 0
 }
 
 // each calls fn for every pair until it returns false.

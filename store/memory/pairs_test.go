@@ -15,13 +15,14 @@ import (
 // channels, with slots reused; once with its hash, once with a hash that
 // makes most contacts clash.
 func TestPairTableModel(t *testing.T) {
-	t.Run("hash", func(t *testing.T) { testPairTableModel(t, nil) })
+	t.Run("hash", func(t *testing.T) { testPairTableModel(t, nil, 200_000) })
 	t.Run("clashing", func(t *testing.T) {
-		testPairTableModel(t, func(c string) uint64 { return uint64(len(c)) + uint64(c[len(c)-1]%4) })
+		// A dozen hashes for thousands of contacts: long probe runs.
+		testPairTableModel(t, func(c string) uint64 { return uint64(len(c)) + uint64(c[len(c)-1]%4) }, 40_000)
 	})
 }
 
-func testPairTableModel(t *testing.T, hash func(string) uint64) {
+func testPairTableModel(t *testing.T, hash func(string) uint64, ops int) {
 	r := rand.New(rand.NewPCG(1, 2))
 	p := newPairTable()
 	if hash != nil {
@@ -31,7 +32,7 @@ func testPairTableModel(t *testing.T, hash func(string) uint64) {
 	key := func() store.Key {
 		return store.Key{Channel: "ch" + strconv.Itoa(r.IntN(3)), Contact: strconv.Itoa(r.IntN(3000))}
 	}
-	for i := range 200_000 {
+	for i := range ops {
 		k := key()
 		switch r.IntN(3) {
 		case 0, 1:
@@ -45,7 +46,7 @@ func testPairTableModel(t *testing.T, hash func(string) uint64) {
 			p.del(k)
 			delete(model, k)
 		}
-		if i%20_000 == 0 {
+		if i%10_000 == 0 {
 			requireSameTable(t, &p, model)
 		}
 	}
@@ -70,27 +71,26 @@ func requireSameTable(t *testing.T, p *pairTable, model map[store.Key]record) {
 	}
 }
 
-// Contacts of a channel whose hashes are equal: all but the first are
-// found through the clash map, whichever is deleted first.
+// Contacts of a channel whose hashes are equal share a probe sequence:
+// each is found, whichever is deleted first, and the table grows.
 func TestPairTableHashClash(t *testing.T) {
-	for _, first := range []string{"a", "b"} {
+	for gone := range 3 {
 		p := newPairTable()
 		p.hash = func(string) uint64 { return 42 }
-		a, b := store.Key{Channel: "c", Contact: "a"}, store.Key{Channel: "c", Contact: "b"}
-		p.put(a, record{rev: 1})
-		_, existed := p.put(b, record{rev: 2})
-		require.False(t, existed, "b is not a")
-		require.Equal(t, map[string]uint32{"b": 1}, p.channels["c"].clash)
-		requireSameTable(t, &p, map[store.Key]record{a: {rev: 1}, b: {rev: 2}})
-
-		gone, kept := a, b
-		if first == "b" {
-			gone, kept = b, a
+		model := map[store.Key]record{}
+		for i := range 20 { // past the first growth
+			k := store.Key{Channel: "c", Contact: strconv.Itoa(i)}
+			_, existed := p.put(k, record{rev: int64(i)})
+			require.False(t, existed)
+			model[k] = record{rev: int64(i)}
 		}
-		p.del(gone)
-		want, _ := map[store.Key]record{a: {rev: 1}, b: {rev: 2}}[kept]
-		requireSameTable(t, &p, map[store.Key]record{kept: want})
-		p.put(gone, record{rev: 3}) // back, in the freed slot
-		requireSameTable(t, &p, map[store.Key]record{kept: want, gone: {rev: 3}})
+		requireSameTable(t, &p, model)
+		k := store.Key{Channel: "c", Contact: strconv.Itoa(gone * 9)}
+		p.del(k)
+		delete(model, k)
+		requireSameTable(t, &p, model)
+		p.put(k, record{rev: 99}) // back, in the freed slot
+		model[k] = record{rev: 99}
+		requireSameTable(t, &p, model)
 	}
 }
