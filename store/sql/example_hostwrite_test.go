@@ -91,3 +91,79 @@ func ExampleTxQuerier() {
 	// failed: true
 	// chat lines: 1 callable: 1
 }
+
+// Chat lines as rows that Config.HostRows writes for the whole group
+// commit: concurrent webhooks' lines go in one multi-row INSERT, and a
+// line that fails costs only its own call.
+func Example_hostRows() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "callready-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "crm.db")+
+		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE crm_chat (id TEXT PRIMARY KEY, line TEXT NOT NULL)`); err != nil {
+		log.Fatal(err)
+	}
+	st, err := sqlstore.Open(ctx, db, sqlstore.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+
+	type chatLine struct{ id, line string }
+	writeLines := func(ctx context.Context, tx store.Tx, rows []any) error {
+		q, ok := sqlstore.TxQuerier(tx)
+		if !ok {
+			return errors.New("not a SQL store")
+		}
+		query, args := `INSERT INTO crm_chat (id, line) VALUES `, []any{}
+		for i, r := range rows {
+			if i > 0 {
+				query += ", "
+			}
+			query += "(?, ?)"
+			args = append(args, r.(chatLine).id, r.(chatLine).line)
+		}
+		_, err := q.ExecContext(ctx, query, args...)
+		return err
+	}
+	clk := clock.NewMock()
+	clk.Set(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC))
+	tr, err := permission.New(ctx, permission.Config{Store: st, Clock: clk, HostRows: writeLines})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tr.Close()
+
+	grant := permission.Event{
+		Type: permission.EventGrant, Channel: "106540352242922", Contact: "16505551234",
+		At: clk.Now(), ID: "wamid.HBgLMTY1MDU1NTEyMzQ",
+	}
+	_, err = tr.RecordRows(ctx, chatLine{grant.ID, "Accepted the call permission request"}, grant)
+	fmt.Println("recorded:", err == nil)
+	other := grant
+	other.Contact, other.ID = "447700900123", "wamid.HBgMNDQ3NzAwOTAwMTIz"
+	_, err = tr.RecordRows(ctx, chatLine{grant.ID, "duplicate id"}, other)
+	fmt.Println("failed:", err != nil)
+
+	var lines int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM crm_chat`).Scan(&lines); err != nil {
+		log.Fatal(err)
+	}
+	page, err := tr.Eligible(ctx, "106540352242922", permission.Query{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("chat lines:", lines, "callable:", len(page.Entries))
+	// Output:
+	// recorded: true
+	// failed: true
+	// chat lines: 1 callable: 1
+}

@@ -77,6 +77,8 @@ type Store struct {
 	qMetaLock, qMetaRead, qMetaSet, qPrune, qGet, qTxGet, qLoad, qChanges string
 
 	notifyChannel string // PostgreSQL: NOTIFY channel of committed changes
+
+	an analyzer // PostgreSQL: ANALYZE as the ledger grows (analyze.go)
 }
 
 var (
@@ -147,6 +149,11 @@ func Open(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d == Postgres {
+		if err := s.startAnalyzer(ctx); err != nil {
+			return nil, fmt.Errorf("sqlstore: reading the ledger's size: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -198,6 +205,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.done)
+		s.an.wg.Wait() // an ANALYZE in flight ends with s.done
 		if s.stmts != nil {
 			// Wait for the write in flight, which may be using them.
 			s.wsem <- struct{}{}
@@ -347,6 +355,7 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
+		events := 0
 		err := s.updateTx(ctx, func(q querier) error {
 			t := &tx{s: s, q: q, puts: make(map[store.Key]*put)}
 			defer t.closeStmts()
@@ -356,8 +365,12 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 			if err := fn(t); err != nil {
 				return err
 			}
+			events = len(t.events)
 			return t.flush(ctx)
 		})
+		if err == nil {
+			s.wrote(events)
+		}
 		if err == nil || s.dialect != Postgres || attempt >= s.retries || !retryable(err) {
 			return err
 		}
