@@ -23,25 +23,8 @@ import (
 // concurrent webhooks share, or not at all.
 func ExampleTxQuerier() {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "callready-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "crm.db")+
-		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, `CREATE TABLE crm_chat (id TEXT PRIMARY KEY, line TEXT NOT NULL)`); err != nil {
-		log.Fatal(err)
-	}
-	st, err := sqlstore.Open(ctx, db, sqlstore.Config{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer st.Close()
+	db, st, done := crmDB(ctx)
+	defer done()
 	clk := clock.NewMock()
 	clk.Set(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC))
 	tr, err := permission.New(ctx, permission.Config{Store: st, Clock: clk})
@@ -77,15 +60,7 @@ func ExampleTxQuerier() {
 	_, err = tr.RecordWith(ctx, chatLine("wamid.HBgLMTY1MDU1NTEyMzQ", "duplicate"), other)
 	fmt.Println("failed:", err != nil)
 
-	var lines int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM crm_chat`).Scan(&lines); err != nil {
-		log.Fatal(err)
-	}
-	page, err := tr.Eligible(ctx, "106540352242922", permission.Query{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println("chat lines:", lines, "callable:", len(page.Entries))
+	printCounts(ctx, db, tr)
 	// Output:
 	// recorded: granted
 	// failed: true
@@ -97,25 +72,8 @@ func ExampleTxQuerier() {
 // line that fails costs only its own call.
 func Example_hostRows() {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "callready-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "crm.db")+
-		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, `CREATE TABLE crm_chat (id TEXT PRIMARY KEY, line TEXT NOT NULL)`); err != nil {
-		log.Fatal(err)
-	}
-	st, err := sqlstore.Open(ctx, db, sqlstore.Config{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer st.Close()
+	db, st, done := crmDB(ctx)
+	defer done()
 
 	type chatLine struct{ id, line string }
 	writeLines := func(ctx context.Context, tx store.Tx, rows []any) error {
@@ -153,6 +111,42 @@ func Example_hostRows() {
 	_, err = tr.RecordRows(ctx, chatLine{grant.ID, "duplicate id"}, other)
 	fmt.Println("failed:", err != nil)
 
+	printCounts(ctx, db, tr)
+	// Output:
+	// recorded: true
+	// failed: true
+	// chat lines: 1 callable: 1
+}
+
+// crmDB opens a CRM's SQLite file in a temporary directory, with a chat
+// table of the CRM's and a callready store in it; done removes them.
+func crmDB(ctx context.Context) (db *sql.DB, st *sqlstore.Store, done func()) {
+	dir, err := os.MkdirTemp("", "callready-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	db, err = sql.Open("sqlite", "file:"+filepath.Join(dir, "crm.db")+
+		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE crm_chat (id TEXT PRIMARY KEY, line TEXT NOT NULL)`); err != nil {
+		log.Fatal(err)
+	}
+	st, err = sqlstore.Open(ctx, db, sqlstore.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return db, st, func() {
+		st.Close()
+		db.Close()
+		os.RemoveAll(dir)
+	}
+}
+
+// printCounts prints the chat lines the CRM holds and the contacts
+// callable on the examples' channel.
+func printCounts(ctx context.Context, db *sql.DB, tr *permission.Tracker) {
 	var lines int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM crm_chat`).Scan(&lines); err != nil {
 		log.Fatal(err)
@@ -162,8 +156,4 @@ func Example_hostRows() {
 		log.Fatal(err)
 	}
 	fmt.Println("chat lines:", lines, "callable:", len(page.Entries))
-	// Output:
-	// recorded: true
-	// failed: true
-	// chat lines: 1 callable: 1
 }
