@@ -22,10 +22,11 @@ const maxWebhookBody = webhook.DefaultMaxBodyBytes
 // newWebhookHandler builds /webhook: the library's handler records the
 // permission events; the server keeps channels, names and the chat history
 // around it. Every inbox row of a body is written in the tracker's
-// transaction (permission.Tracker.RecordWith): with the body's events when
+// transaction (permission.Tracker.RecordRows): with the body's events when
 // it has some, else in a group commit of their own, so the rows are
-// durable before the 200 and each group-committed batch of webhooks costs
-// one commit, not one per row.
+// durable before the 200; each group-committed batch of webhooks costs one
+// commit, and its rows a few multi-row statements (writeRows), not a few
+// per webhook.
 func newWebhookHandler(s *server) (http.Handler, error) {
 	h, err := webhook.New(webhook.Config{
 		AppSecret:    s.opts.AppSecret,
