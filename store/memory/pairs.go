@@ -10,11 +10,11 @@ import (
 // pairTable holds the pairs' states, laid out for millions of pairs. A Go
 // map keyed by store.Key with the state as its value has 64-byte entries
 // and, at a million pairs, costs about 150 bytes per pair. Here each
-// channel keeps its pairs in slots, in fixed chunks that never move, and
-// finds them through an open-addressing table of 8-byte buckets (half of
-// the contact's hash and the slot's number, nothing for the garbage
-// collector to scan): 67 bytes per pair at a million (48 of slot, the
-// rest buckets, whose load runs from 7/16 to 7/8).
+// channel keeps its pairs in slots, in chunks of a thousand, and finds
+// them through an open-addressing table of 8-byte buckets (half of the
+// contact's hash and the slot's number, nothing for the garbage collector
+// to scan): 67 bytes per pair at a million (48 of slot, the rest buckets,
+// whose load runs from 7/16 to 7/8).
 type pairTable struct {
 	hash     func(contact string) uint64 // keyed by a seed of the table's (tests make it clash)
 	channels map[string]*pairChannel
@@ -50,7 +50,7 @@ func newPairTable() pairTable {
 
 func (c *pairChannel) slot(i uint32) *pairSlot { return &c.chunks[i/slotChunk][i%slotChunk] }
 
-func bucketOf(h uint64, slot uint32) uint64 { return h&^(1<<32-1) | uint64(slot) + 1 }
+func bucketOf(h uint64, slot uint32) uint64 { return h&^(1<<32-1) | (uint64(slot) + 1) }
 
 // find returns the bucket and slot of contact, whose hash is h, or the
 // empty bucket where it would go.
@@ -119,9 +119,7 @@ func (p *pairTable) put(k store.Key, rec record) (prev record, existed bool) {
 	if n := len(c.free); n > 0 {
 		i, c.free = c.free[n-1], c.free[:n-1]
 	} else {
-		if c.used%slotChunk == 0 {
-			c.chunks = append(c.chunks, make([]pairSlot, slotChunk))
-		}
+		c.newSlot()
 		i = c.used
 		c.used++
 	}
@@ -133,6 +131,24 @@ func (p *pairTable) put(k store.Key, rec record) (prev record, existed bool) {
 		c.grow(p.hash)
 	}
 	return record{}, false
+}
+
+// newSlot makes room for slot c.used. Every chunk but the last holds
+// slotChunk slots; the last grows by doubling up to that, so that a
+// channel of a few pairs does not hold a chunk of a thousand.
+func (c *pairChannel) newSlot() {
+	n := len(c.chunks)
+	if n == 0 || len(c.chunks[n-1]) == slotChunk {
+		c.chunks = append(c.chunks, make([]pairSlot, 0, 8))
+		n++
+	}
+	last := c.chunks[n-1]
+	if len(last) == cap(last) {
+		grown := make([]pairSlot, len(last), min(2*cap(last), slotChunk))
+		copy(grown, last)
+		last = grown
+	}
+	c.chunks[n-1] = append(last, pairSlot{})
 }
 
 // del removes k (a rollback of the Put that added it). The buckets after

@@ -94,3 +94,29 @@ func TestPairTableHashClash(t *testing.T) {
 		requireSameTable(t, &p, model)
 	}
 }
+
+// A channel's slots come in chunks of slotChunk, but for the last, which
+// grows by doubling: a channel of three pairs holds eight slots, not a
+// thousand.
+func TestPairTableChunks(t *testing.T) {
+	p := newPairTable()
+	model := map[store.Key]record{}
+	put := func(n int) {
+		for i := len(model); i < n; i++ {
+			k := store.Key{Channel: "c", Contact: strconv.Itoa(i)}
+			p.put(k, record{rev: int64(i)})
+			model[k] = record{rev: int64(i)}
+		}
+	}
+	put(3)
+	c := p.channels["c"]
+	require.Len(t, c.chunks, 1)
+	require.Equal(t, 8, cap(c.chunks[0]))
+	put(slotChunk + 476)
+	require.Len(t, c.chunks, 2)
+	require.Equal(t, slotChunk, len(c.chunks[0]))
+	require.Equal(t, slotChunk, cap(c.chunks[0]), "a full chunk holds no spare slot")
+	require.Equal(t, 476, len(c.chunks[1]))
+	require.Equal(t, 512, cap(c.chunks[1]))
+	requireSameTable(t, &p, model)
+}
