@@ -149,30 +149,35 @@ func (c *Callready) Record(ctx context.Context, g Grant) error {
 // Page lists with AppendEligible into a buffer kept from page to page;
 // after must be a row PrepareCursors prepared.
 func (c *Callready) Page(ctx context.Context, channel string, now time.Time, after *Row) ([]Row, error) {
-	cursor, err := preparedCursor(c.cursors, after)
+	entries, err := c.page(ctx, c.buf, channel, now, after)
 	if err != nil {
 		return nil, err
 	}
-	p, err := c.tr.AppendEligible(ctx, c.buf, channel, permission.Query{Limit: PageSize, Now: now, Cursor: cursor})
-	if err != nil {
-		return nil, err
-	}
-	c.buf = p.Entries
-	return entryRows(p.Entries, callreadyRow), nil
+	c.buf = entries
+	return entryRows(entries, callreadyRow), nil
 }
 
 // PageNewSlice lists with Eligible, whose entries are a new slice per
 // page (FreshPager).
 func (c *Callready) PageNewSlice(ctx context.Context, channel string, now time.Time, after *Row) ([]Row, error) {
+	entries, err := c.page(ctx, nil, channel, now, after)
+	if err != nil {
+		return nil, err
+	}
+	return entryRows(entries, callreadyRow), nil
+}
+
+// page is one page's entries, written over buf (a nil buf is Eligible).
+func (c *Callready) page(ctx context.Context, buf []permission.Entry, channel string, now time.Time, after *Row) ([]permission.Entry, error) {
 	cursor, err := preparedCursor(c.cursors, after)
 	if err != nil {
 		return nil, err
 	}
-	p, err := c.tr.Eligible(ctx, channel, permission.Query{Limit: PageSize, Now: now, Cursor: cursor})
+	p, err := c.tr.AppendEligible(ctx, buf, channel, permission.Query{Limit: PageSize, Now: now, Cursor: cursor})
 	if err != nil {
 		return nil, err
 	}
-	return entryRows(p.Entries, callreadyRow), nil
+	return p.Entries, nil
 }
 
 // preparedCursor is the cursor prepared for after ("" when after is nil).

@@ -260,12 +260,11 @@ func (d *decoder) varint() int64 {
 }
 
 func (d *decoder) count() int {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 || v > uint64(len(d.b)) || n != uvarintLen(v) { // every element takes at least a byte
+	v := d.uvarint()
+	if v > uint64(len(d.b)) { // every element takes at least a byte
 		d.fail()
 		return 0
 	}
-	d.b = d.b[n:]
 	return int(v)
 }
 

@@ -205,6 +205,9 @@ func (r *inboxRows) addContact(channel, contact, name string) {
 // of an id), as one multi-row statement needs: PostgreSQL refuses to
 // update a row twice in one INSERT … ON CONFLICT DO UPDATE.
 func (r *inboxRows) merge(o *inboxRows) {
+	if o.at.After(r.at) {
+		r.at = o.at // the latest sighting
+	}
 	for _, c := range o.channels {
 		if i := slices.IndexFunc(r.channels, func(x channelInfo) bool { return x.Channel == c.Channel }); i < 0 {
 			r.channels = append(r.channels, c)
@@ -238,11 +241,11 @@ const maxRowsPerInsert = 64
 // batch of every webhook of a group commit, see webhooks.go): on SQLite,
 // multi-row INSERTs per table; on PostgreSQL, one statement for the three
 // tables (one round trip).
-func (in *inbox) write(ctx context.Context, q execer, r *inboxRows, now time.Time) error {
+func (in *inbox) write(ctx context.Context, q execer, r *inboxRows) error {
 	if r.empty() {
 		return nil
 	}
-	ms := now.UnixMilli()
+	ms := r.at.UnixMilli()
 	inserts := []rowsInsert{{
 		head: `INSERT INTO server_channels (channel, display_phone_number, seen_at) VALUES `,
 		tail: ` ON CONFLICT (channel) DO UPDATE SET
@@ -344,12 +347,12 @@ func (in *inbox) committed(r *inboxRows) {
 // noteChannel records a channel (and its display number when known). It
 // writes only when something is new, since every webhook calls it.
 func (in *inbox) noteChannel(ctx context.Context, channel, display string, now time.Time) error {
-	var r inboxRows
+	r := inboxRows{at: now}
 	in.addChannel(&r, channel, display)
 	if r.empty() {
 		return nil
 	}
-	if err := in.write(ctx, in.db, &r, now); err != nil {
+	if err := in.write(ctx, in.db, &r); err != nil {
 		return err
 	}
 	in.committed(&r)
@@ -359,12 +362,12 @@ func (in *inbox) noteChannel(ctx context.Context, channel, display string, now t
 // noteContact records that a contact exists on a channel, with its profile
 // name when the webhook carried one (an empty name never erases a known one).
 func (in *inbox) noteContact(ctx context.Context, channel, contact, name string, now time.Time) error {
-	return in.write(ctx, in.db, &inboxRows{contacts: []contactRow{{channel, contact, name}}}, now)
+	return in.write(ctx, in.db, &inboxRows{contacts: []contactRow{{channel, contact, name}}, at: now})
 }
 
 // addMessage stores one chat line; a redelivered webhook adds nothing.
 func (in *inbox) addMessage(ctx context.Context, m chatMessage) error {
-	return in.write(ctx, in.db, &inboxRows{messages: []chatMessage{m}}, m.At)
+	return in.write(ctx, in.db, &inboxRows{messages: []chatMessage{m}, at: m.At})
 }
 
 // maxHistory bounds one chat history answer: the newest lines win.

@@ -113,14 +113,10 @@ func (s *server) writeRows(ctx context.Context, tx store.Tx, rows []any) error {
 	if len(rows) > 1 {
 		all = &inboxRows{}
 		for _, r := range rows {
-			r := r.(*inboxRows)
-			all.merge(r)
-			if r.at.After(all.at) {
-				all.at = r.at
-			}
+			all.merge(r.(*inboxRows))
 		}
 	}
-	return s.inbox.write(ctx, q, all, all.at)
+	return s.inbox.write(ctx, q, all)
 }
 
 // recorder is the tracker as the webhook handler's Recorder. It records

@@ -203,7 +203,8 @@ func TestBatchedInboxRows(t *testing.T) {
 		require.Len(t, all.channels, 1)
 		require.Len(t, all.contacts, maxRowsPerInsert+8)
 		require.Len(t, all.messages, maxRowsPerInsert+8)
-		require.NoError(t, e.s.inbox.write(ctx, e.s.opts.DB, &all, t0))
+		all.at = t0
+		require.NoError(t, e.s.inbox.write(ctx, e.s.opts.DB, &all))
 		e.s.inbox.committed(&all)
 
 		name, known, err := e.s.inbox.contact(ctx, chA.id, "16505551234")

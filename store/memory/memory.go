@@ -1,10 +1,9 @@
 // Package memory is the in-process store adapter: the ledger in ordered
 // trees, pair states in a table by contact hash and a bounded change log
-// in a ring, all lost
-// when the process exits. It is
-// what tests, examples and single-process hosts that do not need durability
-// use, and it implements store.Notifier so several trackers in one process
-// can share it.
+// in a ring, all lost when the process exits. It is what tests, examples
+// and single-process hosts that do not need durability use, and it
+// implements store.Notifier so several trackers in one process can share
+// it.
 package memory
 
 import (
@@ -259,15 +258,13 @@ func (s *Store) Load(ctx context.Context, fn func(store.Key, store.State) error)
 	if s.closed {
 		return 0, store.ErrClosed
 	}
-	var err error
-	s.pairs.each(func(k store.Key, rec record) bool {
-		if err = ctx.Err(); err == nil {
-			err = fn(k, rec.state())
+	for k, rec := range s.pairs.all() {
+		if err := ctx.Err(); err != nil {
+			return 0, err
 		}
-		return err == nil
-	})
-	if err != nil {
-		return 0, err
+		if err := fn(k, rec.state()); err != nil {
+			return 0, err
+		}
 	}
 	return s.revision, nil
 }

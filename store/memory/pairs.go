@@ -2,6 +2,7 @@ package memory
 
 import (
 	"hash/maphash"
+	"iter"
 	"math"
 
 	"github.com/callready/callready/store"
@@ -179,16 +180,18 @@ func (p *pairTable) del(k store.Key) {
 	c.buckets[hole] = 0
 }
 
-// each calls fn for every pair until it returns false.
-func (p *pairTable) each(fn func(store.Key, record) bool) {
-	for name, c := range p.channels {
-		for i := range c.used {
-			s := c.slot(i)
-			if s.rev == freeSlot {
-				continue
-			}
-			if !fn(store.Key{Channel: name, Contact: s.contact}, record{data: s.data, rev: s.rev}) {
-				return
+// all yields every pair.
+func (p *pairTable) all() iter.Seq2[store.Key, record] {
+	return func(yield func(store.Key, record) bool) {
+		for name, c := range p.channels {
+			for i := range c.used {
+				s := c.slot(i)
+				if s.rev == freeSlot {
+					continue
+				}
+				if !yield(store.Key{Channel: name, Contact: s.contact}, record{data: s.data, rev: s.rev}) {
+					return
+				}
 			}
 		}
 	}

@@ -56,12 +56,11 @@ func testPairTableModel(t *testing.T, hash func(string) uint64, ops int) {
 func requireSameTable(t *testing.T, p *pairTable, model map[store.Key]record) {
 	t.Helper()
 	seen := map[store.Key]record{}
-	p.each(func(k store.Key, rec record) bool {
+	for k, rec := range p.all() {
 		_, dup := seen[k]
 		require.False(t, dup, "%v twice", k)
 		seen[k] = rec
-		return true
-	})
+	}
 	require.True(t, maps.EqualFunc(seen, model, func(a, b record) bool { return a.rev == b.rev && string(a.data) == string(b.data) }), "each: %d pairs, want %d", len(seen), len(model))
 	require.Equal(t, len(model), p.n)
 	for k, want := range model {

@@ -26,8 +26,8 @@ type analyzer struct {
 	wg       sync.WaitGroup
 }
 
-// startAnalyzer reads the ledger's row estimate, as of the last ANALYZE anyone
-// ran.
+// startAnalyzer reads the ledger's row estimate, as of the last ANALYZE
+// anyone ran.
 func (s *Store) startAnalyzer(ctx context.Context) error {
 	var n int64
 	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(GREATEST(reltuples, 0))::BIGINT, 0) FROM pg_class WHERE oid = to_regclass($1)`,
