@@ -45,7 +45,6 @@ func appendString(b []byte, s string) []byte {
 func encodeState(s *pairState) []byte {
 	buf := scratchPool.Get().(*[]byte)
 	e := encoder{b: (*buf)[:0]}
-	e.lits = e.litBuf[:0]
 	e.state(s)
 	out := bytes.Clone(e.b)
 	*buf = e.b
@@ -57,10 +56,21 @@ var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return 
 
 // encoder writes the compact encoding (versions 5 and 6).
 type encoder struct {
-	b      []byte
-	base   int64    // the floor: later instants are written as differences from it
-	lits   []string // the strings written so far, which later ones refer to
-	litBuf [8]string
+	b    []byte
+	base int64 // the floor: later instants are written as differences from it
+	// The strings written so far, which later ones refer to: the first
+	// in lits (not a slice of it, which would move the encoder to the
+	// heap), the others in more.
+	lits  [8]string
+	more  []string
+	nlits int
+}
+
+func (e *encoder) lit(i int) string {
+	if i < len(e.lits) {
+		return e.lits[i]
+	}
+	return e.more[i-len(e.lits)]
 }
 
 func (e *encoder) state(s *pairState) {
@@ -207,13 +217,18 @@ func (e *encoder) str(s string) {
 		e.b = binary.AppendUvarint(e.b, uint64(i)<<2|strConstant)
 		return
 	}
-	for i, l := range e.lits {
-		if l == s {
+	for i := range e.nlits {
+		if e.lit(i) == s {
 			e.b = binary.AppendUvarint(e.b, uint64(i)<<2|strRepeat)
 			return
 		}
 	}
-	e.lits = append(e.lits, s)
+	if e.nlits < len(e.lits) {
+		e.lits[e.nlits] = s
+	} else {
+		e.more = append(e.more, s)
+	}
+	e.nlits++
 	e.b = binary.AppendUvarint(e.b, uint64(len(s))<<2|strBytes)
 	e.b = append(e.b, s...)
 }
@@ -225,9 +240,8 @@ type decoder struct {
 	b       []byte
 	err     error
 	compact bool
-	base    int64    // compact: the floor, once read
-	lits    []string // compact: the strings read with their bytes
-	litBuf  [8]string
+	base    int64     // compact: the floor, once read
+	lits    []string  // compact: the strings read with their bytes
 	seen    [4]string // first encoding: the last identifiers decoded, which a state repeats
 	next    int
 }
@@ -388,8 +402,8 @@ func decodeState(b []byte) (pairState, error) {
 	if len(b) == 0 {
 		return s, nil
 	}
-	d := &decoder{b: b}
-	d.lits = d.litBuf[:0]
+	var lits [8]string // apart from d: a slice of d's own array would move d to the heap
+	d := &decoder{b: b, lits: lits[:0]}
 	v := d.byte()
 	switch v {
 	case stateVersion, stateLifecycleVersion:

@@ -41,7 +41,7 @@ const (
 
 // row is a listed entry as a page shows it, packed into 64 bytes: the
 // person's phone number and BSUID share one string beside the contact,
-// which is one of them (see ids), and the source is a byte.
+// which is one of them (see ids), and the source and the flags are bytes.
 type row struct {
 	granted, expires  int64 // unix ns; expires is never for permanent entries
 	contact           string
@@ -50,6 +50,7 @@ type row struct {
 	split             int32 // idsBoth: waID is other[:split]
 	form              uint8 // how waID and userID are kept: idsPhone, idsUser or idsBoth
 	source            uint8 // index in rowSources
+	otherWake         bool  // the channel's otherWakes holds the pair's wake-up (see wakesAt)
 }
 
 // How a row keeps the person's waID and userID.
@@ -313,6 +314,7 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 		}
 		s.granted, s.expires = l.granted, l.expires
 		r := newRow(contact, l)
+		r.otherWake = wake != s.expiryWake()
 		c.byExpiry.Set(rowExpiryKey(&r), r)
 		k := r.key()
 		c.byRecent.Set(keyRecentKey(&k), k)
@@ -374,8 +376,13 @@ func (c *channelIndex) nextDue(from int64) int64 {
 }
 
 // wakesAt reports whether r's pair wakes at r's expiry. A row is its
-// slot's listed row, so only otherWakes can say otherwise.
+// slot's listed row, so only otherWakes can say otherwise, and the row's
+// flag says whether it holds the pair: a sweep reads thousands of rows,
+// which then cost no map lookup each.
 func (c *channelIndex) wakesAt(r *row) bool {
+	if !r.otherWake {
+		return r.expires != never
+	}
 	w := c.wakeFor(r.contact, rowWake(r.expires))
 	return w != none && w == r.expires
 }

@@ -394,10 +394,11 @@ func (w *batchWriter) prefetch(keys []store.Key) error {
 				}
 				continue
 			}
-			rec, err := w.remember(k, st, exists)
+			rec, err := w.decode(k, st, exists)
 			if err != nil {
 				return err
 			}
+			w.remember(k, rec)
 			if rec.kind == recordAlias {
 				if t := (store.Key{Channel: k.Channel, Contact: rec.alias}); !w.known(t) {
 					targets = append(targets, t)
@@ -409,8 +410,8 @@ func (w *batchWriter) prefetch(keys []store.Key) error {
 	return nil
 }
 
-// remember decodes what a key held.
-func (w *batchWriter) remember(k store.Key, st store.State, exists bool) (rawRecord, error) {
+// decode reads what a key held.
+func (w *batchWriter) decode(k store.Key, st store.State, exists bool) (rawRecord, error) {
 	if exists && st.Data == nil {
 		// Only a migration leaves a stored pair without a cached state,
 		// and New rebuilds every such pair before it returns.
@@ -420,7 +421,11 @@ func (w *batchWriter) remember(k store.Key, st store.State, exists bool) (rawRec
 	if err != nil {
 		return rawRecord{}, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
 	}
-	rec := rawRecord{kind: kind, state: s, alias: alias, revision: st.Revision, exists: exists}
+	return rawRecord{kind: kind, state: s, alias: alias, revision: st.Revision, exists: exists}, nil
+}
+
+// remember keeps what k held for the batch's later reads.
+func (w *batchWriter) remember(k store.Key, rec rawRecord) {
 	if w.raw == nil {
 		w.raw = make(map[store.Key]int)
 	}
@@ -430,7 +435,6 @@ func (w *batchWriter) remember(k store.Key, st store.State, exists bool) (rawRec
 		w.raw[k] = len(w.rawRecs)
 		w.rawRecs = append(w.rawRecs, rec)
 	}
-	return rec, nil
 }
 
 // known reports whether the batch read k and found something stored.
@@ -447,7 +451,14 @@ func (w *batchWriter) load(k store.Key) (rawRecord, error) {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return rawRecord{}, err
 	}
-	return w.remember(k, st, err == nil)
+	rec, err := w.decode(k, st, err == nil)
+	if err == nil && rec.kind != recordPerson {
+		// A person's record becomes a person of the batch (person
+		// registers it), which later reads find first: only the others
+		// are kept.
+		w.remember(k, rec)
+	}
+	return rec, err
 }
 
 // person returns the person an identifier names, nil when none yet.
@@ -490,7 +501,9 @@ func (w *batchWriter) register(p *pending) {
 	}
 	w.pairs[p.key] = p
 	for _, x := range p.state.ids {
-		w.pairs[store.Key{Channel: p.key.Channel, Contact: x.id}] = p
+		if x.id != p.key.Contact {
+			w.pairs[store.Key{Channel: p.key.Channel, Contact: x.id}] = p
+		}
 	}
 	w.order = append(w.order, p)
 }
