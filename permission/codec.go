@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sync"
 )
 
@@ -57,20 +56,44 @@ var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return 
 // encoder writes the compact encoding (versions 5 and 6).
 type encoder struct {
 	b    []byte
-	base int64 // the floor: later instants are written as differences from it
-	// The strings written so far, which later ones refer to: the first
-	// in lits (not a slice of it, which would move the encoder to the
-	// heap), the others in more.
-	lits  [8]string
-	more  []string
-	nlits int
+	base int64    // the floor: later instants are written as differences from it
+	lits literals // the strings written so far, which later ones refer to
 }
 
-func (e *encoder) lit(i int) string {
-	if i < len(e.lits) {
-		return e.lits[i]
+// literals are the strings a state's encoding holds with their bytes, in
+// order, which later strings refer to by number. The first few are held
+// in place: a slice of an array of the encoder's (or the decoder's) own
+// would move it to the heap.
+type literals struct {
+	first [8]string
+	more  []string
+	n     int
+}
+
+func (l *literals) at(i int) string {
+	if i < len(l.first) {
+		return l.first[i]
 	}
-	return e.more[i-len(e.lits)]
+	return l.more[i-len(l.first)]
+}
+
+// index returns the number of s, or -1.
+func (l *literals) index(s string) int {
+	for i := range l.n {
+		if l.at(i) == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func (l *literals) add(s string) {
+	if l.n < len(l.first) {
+		l.first[l.n] = s
+	} else {
+		l.more = append(l.more, s)
+	}
+	l.n++
 }
 
 func (e *encoder) state(s *pairState) {
@@ -217,18 +240,11 @@ func (e *encoder) str(s string) {
 		e.b = binary.AppendUvarint(e.b, uint64(i)<<2|strConstant)
 		return
 	}
-	for i := range e.nlits {
-		if e.lit(i) == s {
-			e.b = binary.AppendUvarint(e.b, uint64(i)<<2|strRepeat)
-			return
-		}
+	if i := e.lits.index(s); i >= 0 {
+		e.b = binary.AppendUvarint(e.b, uint64(i)<<2|strRepeat)
+		return
 	}
-	if e.nlits < len(e.lits) {
-		e.lits[e.nlits] = s
-	} else {
-		e.more = append(e.more, s)
-	}
-	e.nlits++
+	e.lits.add(s)
 	e.b = binary.AppendUvarint(e.b, uint64(len(s))<<2|strBytes)
 	e.b = append(e.b, s...)
 }
@@ -241,7 +257,7 @@ type decoder struct {
 	err     error
 	compact bool
 	base    int64     // compact: the floor, once read
-	lits    []string  // compact: the strings read with their bytes
+	lits    literals  // compact: the strings read with their bytes
 	seen    [4]string // first encoding: the last identifiers decoded, which a state repeats
 	next    int
 }
@@ -352,20 +368,20 @@ func (d *decoder) string() string {
 		if _, ok := constants[string(b)]; ok {
 			break // written as its code
 		}
-		if slices.Contains(d.lits, string(b)) {
+		if d.lits.index(string(b)) >= 0 {
 			break // written as a repeat
 		}
 		d.b = d.b[v:]
 		s := string(b)
-		d.lits = append(d.lits, s)
+		d.lits.add(s)
 		return s
 	case strConstant:
 		if v < uint64(len(stateConstants)) {
 			return stateConstants[v]
 		}
 	case strRepeat:
-		if v < uint64(len(d.lits)) {
-			return d.lits[v]
+		if v < uint64(d.lits.n) {
+			return d.lits.at(int(v))
 		}
 	}
 	d.fail()
@@ -402,8 +418,7 @@ func decodeState(b []byte) (pairState, error) {
 	if len(b) == 0 {
 		return s, nil
 	}
-	var lits [8]string // apart from d: a slice of d's own array would move d to the heap
-	d := &decoder{b: b, lits: lits[:0]}
+	d := &decoder{b: b}
 	v := d.byte()
 	switch v {
 	case stateVersion, stateLifecycleVersion:
