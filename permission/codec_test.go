@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"math"
 	"os"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -102,6 +104,26 @@ func TestCodecStrings(t *testing.T) {
 	require.NoError(t, d.err)
 	require.Equal(t, []string{"", string(SourceRequest), "16505551234", "US.abc", "16505551234", actReply, "US.abc"}, got)
 	require.Len(t, e.b, 1+1+1+11+1+6+1+1+1, "codes and references take one byte each")
+
+	// Past the literals held in place: 20 distinct strings, each repeated.
+	e = encoder{}
+	var want []string
+	for i := range 20 {
+		want = append(want, "contact-"+strconv.Itoa(i))
+	}
+	for _, s := range append(slices.Clone(want), want...) {
+		e.str(s)
+	}
+	d = decoder{b: e.b, compact: true}
+	got = got[:0]
+	for len(d.b) > 0 && d.err == nil {
+		got = append(got, d.string())
+	}
+	require.NoError(t, d.err)
+	require.Equal(t, append(slices.Clone(want), want...), got)
+	require.Equal(t, 20, e.lits.n)
+	require.Equal(t, -1, e.lits.index("contact-20"))
+	require.Equal(t, 19, e.lits.index("contact-19"))
 
 	for what, b := range map[string][]byte{
 		"a constant spelled out": append([]byte{byte(len(SourceRequest))<<2 | strBytes}, SourceRequest...),
