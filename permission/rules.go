@@ -521,6 +521,25 @@ func (s *pairState) covering(t int64) (*permit, bool) {
 	return best, best != nil
 }
 
+// outlasted reports whether a grant ending at end is not the covering one
+// just before it: another grant holds the pair then and ends later, so the
+// entry (the covering grant's, see covering) does not change at end
+// because of that end. Whatever else happens at end is a wake-up of its
+// own.
+func (s *pairState) outlasted(end int64) bool {
+	if end == never {
+		return false
+	}
+	x := end - 1
+	for i := range s.grants {
+		start, e, _, ok := s.span(&s.grants[i])
+		if ok && e > end && start <= x && !s.revokedIn(start, x) {
+			return true
+		}
+	}
+	return false
+}
+
 // revokedIn reports whether a revocation at or after from takes effect by
 // to.
 func (s *pairState) revokedIn(from, to int64) bool {
@@ -563,7 +582,10 @@ func (s *pairState) entryAt(t int64, lc LimitsConfig) listed {
 // wakeAfter is the next instant after t at which the clock alone may
 // change the pair's listed entry: a grant starting or ending, a revocation
 // taking effect, a connected call leaving the call window, an activity
-// stamped ahead of t, a pending request lapsing.
+// stamped ahead of t, a pending request lapsing. A grant revoked by t
+// gives none, nor does the end of a grant another outlasts (see
+// outlasted): a re-grant moves the wake-up to its own end instead of
+// leaving one at the end it superseded.
 func (s *pairState) wakeAfter(t int64, lc LimitsConfig) int64 {
 	w := int64(none)
 	see := func(v int64) {
@@ -572,8 +594,12 @@ func (s *pairState) wakeAfter(t int64, lc LimitsConfig) int64 {
 		}
 	}
 	for i := range s.grants {
-		if start, end, _, ok := s.span(&s.grants[i]); ok {
-			see(start)
+		start, end, _, ok := s.span(&s.grants[i])
+		if !ok || s.revokedIn(start, t) {
+			continue // never covers again
+		}
+		see(start)
+		if !s.outlasted(end) {
 			see(end)
 		}
 	}

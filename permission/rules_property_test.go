@@ -293,3 +293,63 @@ func TestChangeLogReplaysToTheIndex(t *testing.T) {
 		require.ElementsMatch(t, fromLog, f.callable(f.clk.Now()), "iteration %d", iter)
 	}
 }
+
+// TestWakeAfterMissesNoChange: for random states, the pair's entry at every
+// instant where anything of the state could change it (each grant's start
+// and end, each revocation's time and effect, each activity's instants;
+// one nanosecond either side too) is its entry at the floor until the
+// wake-up, so a sweep at the wake-up misses nothing.
+func TestWakeAfterMissesNoChange(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	lc := LimitsConfig{}.withDefaults()
+	for iter := range 600 {
+		states, _ := recordAll(t, r, randomEvents(r, 1+r.IntN(25)))
+		for contact, s := range states {
+			var instants []int64
+			for _, g := range s.grants {
+				instants = append(instants, g.at, g.exp)
+				if start, end, _, ok := s.span(&g); ok {
+					instants = append(instants, start, end)
+				}
+			}
+			for _, rv := range s.revs {
+				instants = append(instants, rv.at, rv.eff)
+			}
+			for _, a := range s.act {
+				instants = append(instants, a.at, a.at+int64(lc.CallWindow), a.at+int64(PendingTTL))
+			}
+			floor, wake := s.floor, s.wakeAfter(s.floor, lc)
+			want := s.entryAt(floor, lc)
+			for _, v := range instants {
+				for _, at := range []int64{v - 1, v, v + 1} {
+					if at <= floor || v == never || (wake != none && at >= wake) {
+						continue
+					}
+					require.Equal(t, want, s.entryAt(at, lc), "iteration %d contact %s: the entry changes at %s, before the wake-up at %s", iter, contact, fromNs(at), fromNs(wake))
+				}
+			}
+		}
+	}
+}
+
+// TestReGrantMovesTheWakeUp: a grant that outlasts an earlier one makes
+// the pair's wake-up its own end, not the end it superseded; a revocation
+// between the two grants leaves the later grant in force, and the earlier
+// end (where the pair, revoked, stays unlisted) is no wake-up either.
+func TestReGrantMovesTheWakeUp(t *testing.T) {
+	lc := LimitsConfig{}.withDefaults()
+	day := int64(24 * time.Hour)
+	base := t0.UnixNano()
+	s := pairState{floor: base, wake: none}
+	s.fold(rec{typ: EventGrant, at: base, exp: base + 7*day, source: SourceRequest, id: "wamid.1", recorded: none, ref: -1})
+	require.Equal(t, base+7*day, s.wakeAfter(base, lc))
+	s.fold(rec{typ: EventGrant, at: base + day, exp: base + 8*day, source: SourceRequest, id: "wamid.2", recorded: none, ref: -1})
+	require.Equal(t, base+day, s.wakeAfter(base, lc), "the second grant's start")
+	require.Equal(t, base+8*day, s.wakeAfter(base+day, lc), "the first grant's end is superseded")
+
+	// The later grant revoked before the earlier one ends: the earlier one
+	// is revoked too (a revocation ends every grant that started by then).
+	s.fold(rec{typ: EventRevoke, at: base + 2*day, reason: RevokeRejected, id: "wamid.3", recorded: none, ref: -1})
+	require.Equal(t, base+2*day, s.wakeAfter(base+day, lc))
+	require.Equal(t, int64(none), s.wakeAfter(base+2*day, lc), "revoked: no end can change the entry")
+}
