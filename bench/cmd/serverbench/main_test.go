@@ -33,14 +33,17 @@ func TestCPUTimes(t *testing.T) {
 	}
 }
 
-// The spread ignores the first minute (warm-up).
+// The spread ignores the samples of the warm-up.
 func TestRSSSpread(t *testing.T) {
 	s := []rssSample{{10 * time.Second, 1000, -1}, {time.Minute, 2000, 0}, {70 * time.Second, 2100, 0.5}, {80 * time.Second, 2050, 0}}
-	lo, hi, ok := rssSpread(s)
+	lo, hi, ok := rssSpread(s, time.Minute)
 	if !ok || lo != 2000 || hi != 2100 {
 		t.Fatalf("spread %v–%v, %v", lo, hi, ok)
 	}
-	if _, _, ok := rssSpread(s[:1]); ok {
+	if lo, hi, ok = rssSpread(s, 75*time.Second); !ok || lo != 2050 || hi != 2050 {
+		t.Fatalf("spread from 75 s %v–%v, %v", lo, hi, ok)
+	}
+	if _, _, ok := rssSpread(s[:1], time.Minute); ok {
 		t.Fatal("a spread from the warm-up alone")
 	}
 }
