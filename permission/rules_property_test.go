@@ -333,9 +333,8 @@ func TestWakeAfterMissesNoChange(t *testing.T) {
 }
 
 // TestReGrantMovesTheWakeUp: a grant that outlasts an earlier one makes
-// the pair's wake-up its own end, not the end it superseded; a revocation
-// between the two grants leaves the later grant in force, and the earlier
-// end (where the pair, revoked, stays unlisted) is no wake-up either.
+// the pair's wake-up its own end, not the end it superseded; once a
+// revocation has ended both, neither end is a wake-up.
 func TestReGrantMovesTheWakeUp(t *testing.T) {
 	lc := LimitsConfig{}.withDefaults()
 	day := int64(24 * time.Hour)
@@ -347,8 +346,8 @@ func TestReGrantMovesTheWakeUp(t *testing.T) {
 	require.Equal(t, base+day, s.wakeAfter(base, lc), "the second grant's start")
 	require.Equal(t, base+8*day, s.wakeAfter(base+day, lc), "the first grant's end is superseded")
 
-	// The later grant revoked before the earlier one ends: the earlier one
-	// is revoked too (a revocation ends every grant that started by then).
+	// A revocation on day 2 ends both grants (every grant that started by
+	// then): its effect is the next wake-up, and after it there is none.
 	s.fold(rec{typ: EventRevoke, at: base + 2*day, reason: RevokeRejected, id: "wamid.3", recorded: none, ref: -1})
 	require.Equal(t, base+2*day, s.wakeAfter(base+day, lc))
 	require.Equal(t, int64(none), s.wakeAfter(base+2*day, lc), "revoked: no end can change the entry")
