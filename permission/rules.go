@@ -510,8 +510,8 @@ func (s *pairState) covering(t int64) (*permit, bool) {
 	var bsrc Source
 	for i := range s.grants {
 		g := &s.grants[i]
-		start, end, src, ok := s.span(g)
-		if !ok || start > t || t >= end || s.revokedIn(start, t) {
+		start, end, src, ok := s.holding(g, t)
+		if !ok {
 			continue
 		}
 		if best == nil || cmp.Or(cmp.Compare(end, be), cmp.Compare(start, bs), cmp.Compare(sourceRank[src], sourceRank[bsrc])) > 0 {
@@ -519,6 +519,16 @@ func (s *pairState) covering(t int64) (*permit, bool) {
 		}
 	}
 	return best, best != nil
+}
+
+// holding is g's span when g holds the pair at t: started, not ended and
+// not revoked since it started.
+func (s *pairState) holding(g *permit, t int64) (start, end int64, src Source, ok bool) {
+	start, end, src, ok = s.span(g)
+	if !ok || start > t || t >= end || s.revokedIn(start, t) {
+		return 0, 0, "", false
+	}
+	return start, end, src, true
 }
 
 // outlasted reports whether a grant ending at end is not the covering one
@@ -530,10 +540,8 @@ func (s *pairState) outlasted(end int64) bool {
 	if end == never {
 		return false
 	}
-	x := end - 1
 	for i := range s.grants {
-		start, e, _, ok := s.span(&s.grants[i])
-		if ok && e > end && start <= x && !s.revokedIn(start, x) {
+		if _, e, _, ok := s.holding(&s.grants[i], end-1); ok && e > end {
 			return true
 		}
 	}

@@ -71,7 +71,7 @@ func main() {
 	flag.Float64Var(&o.rate, "rate", 0, "webhooks per second of the soak (or of a fixed-rate run)")
 	flag.IntVar(&o.users, "users", 0, "loadgen's -users: a bounded population (body i names the users of body i % users), so the active set stops growing (0: new users in every body)")
 	flag.DurationVar(&o.sample, "sample", 10*time.Second, "RSS sampling interval of the soak")
-	flag.DurationVar(&o.warmup, "warmup", time.Minute, "the soak's RSS samples before this are its warm-up, left out of the spread (with -users 50000 the RSS grew for about 600,000 bodies on this repository's machine)")
+	flag.DurationVar(&o.warmup, "warmup", time.Minute, "the soak's RSS samples before this are its warm-up, left out of the spread (a bounded -users population can take minutes to fill)")
 	flag.StringVar(&o.stores, "stores", "sqlite,postgres", "stores to run: sqlite, postgres (when CALLREADY_TEST_POSTGRES is set)")
 	flag.StringVar(&o.server, "server", "../examples/server", "the server's package directory")
 	flag.StringVar(&o.fixtures, "fixtures", "../webhook/testdata/fixtures", "loadgen's fixture directory")
