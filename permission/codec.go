@@ -13,23 +13,44 @@ import (
 // a compact binary form: a version byte, then varints and strings. Stores
 // treat it as opaque bytes.
 //
-// Versions 5 and 6 (the latter when the state holds the request
-// lifecycle, codec_lifecycle.go) are what encodeState writes. Instants
-// after the first (the floor) are differences from it, in whole seconds
-// when they are whole (Meta stamps its webhooks in seconds); strings from
-// a closed set are one-byte codes, and a string the state holds twice (an
-// identifier is its contact, its listed entry's and its activity's) is
-// written once and then referred to. A state of one grant takes about half
-// its version-1 bytes. Versions 1 and 4 are the first encoding: plain
-// varints and length-prefixed strings, read as before, no longer written.
+// Versions 7 and 8 (the latter when the state holds the request
+// lifecycle, codec_lifecycle.go) are what encodeState writes. The first
+// instant (the floor) is a difference from 2026-01-01 and the later ones
+// differences from it, in whole seconds when they are whole (Meta stamps
+// its webhooks in seconds), else in whole microseconds (what the tracker
+// keeps, store.Precision); an instant the state holds again (a grant's
+// end is its listed entry's expiry and its wake-up) is written once and
+// then referred to. Strings from a closed set are one-byte codes, and a
+// string the state holds again (an identifier is its contact, its listed
+// entry's and its activity's) is written once and then referred to; the
+// pair's contact, which its key holds, is not written at all: it is the
+// first string referred to. A grant as the benchmarks record it takes 29
+// bytes (TestCodecOneGrantSize); over random event sets a state takes 39%
+// of its version-1 bytes.
+//
+// Versions 5 and 6, written until 2026-12-02, are the same without the
+// instants referred to, the microseconds, the epoch and the contact, and
+// with the call budget's counts as varints rather than uvarints; versions
+// 1 and 4 are the first encoding: plain varints and length-prefixed
+// strings. Both are read as before, no longer written.
 // (Versions 2 and 3 are the channel and alias records.) Every version has
 // one encoding per state: the decoder refuses any other.
+//
+// A keyed state (7 and 8) reads as its state only under the key it was
+// written for: stores keep a state's bytes under its key, and the tracker
+// encodes a state again whenever a person moves to another key.
 const (
-	legacyVersion          = 1
-	legacyLifecycleVersion = 4
-	stateVersion           = 5
-	stateLifecycleVersion  = 6
+	legacyVersion           = 1
+	legacyLifecycleVersion  = 4
+	unkeyedVersion          = 5
+	unkeyedLifecycleVersion = 6
+	stateVersion            = 7
+	stateLifecycleVersion   = 8
 )
+
+// keyedEpoch is what a keyed state's floor is a difference from: a
+// floor of these years takes four bytes or fewer, not five.
+const keyedEpoch = 1767225600 * int64(1e9) // 2026-01-01T00:00:00Z
 
 var errCorrupt = errors.New("permission: corrupt cached state")
 
@@ -40,10 +61,13 @@ func appendString(b []byte, s string) []byte {
 
 // encodeState returns s's encoding in a slice of its own, of the smallest
 // size class that holds it: stores may keep it (store.Tx.Put), so a loose
-// estimate of its capacity would be held by every pair.
-func encodeState(s *pairState) []byte {
+// estimate of its capacity would be held by every pair. contact is the
+// contact of the key the state is stored under (see the keyed versions
+// above).
+func encodeState(s *pairState, contact string) []byte {
 	buf := scratchPool.Get().(*[]byte)
 	e := encoder{b: (*buf)[:0]}
+	e.lits.seed(contact)
 	e.state(s)
 	out := bytes.Clone(e.b)
 	*buf = e.b
@@ -53,11 +77,12 @@ func encodeState(s *pairState) []byte {
 
 var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// encoder writes the compact encoding (versions 5 and 6).
+// encoder writes the keyed compact encoding (versions 7 and 8).
 type encoder struct {
-	b    []byte
-	base int64    // the floor: later instants are written as differences from it
-	lits literals // the strings written so far, which later ones refer to
+	b     []byte
+	base  int64    // the floor: later instants are written as differences from it
+	lits  literals // the contact and the strings written so far, which later ones refer to
+	times instants // the instants written so far, which later ones refer to
 }
 
 // literals are the strings a state's encoding holds with their bytes, in
@@ -96,12 +121,46 @@ func (l *literals) add(s string) {
 	l.n++
 }
 
+// seed makes the pair's contact the first string, which a keyed state
+// refers to without writing it.
+func (l *literals) seed(contact string) {
+	if contact != "" {
+		l.add(contact)
+	}
+}
+
+// instants are the first instants a keyed state writes in full, which
+// later equal ones refer to by number. Only the first few are held (and
+// referred to): a state of one grant holds three or four distinct ones.
+type instants struct {
+	first [8]int64
+	n     int
+}
+
+// index returns the number of t, or -1.
+func (x *instants) index(t int64) int {
+	for i, v := range x.first[:x.n] {
+		if v == t {
+			return i
+		}
+	}
+	return -1
+}
+
+func (x *instants) add(t int64) {
+	if x.n < len(x.first) {
+		x.first[x.n] = t
+		x.n++
+	}
+}
+
 func (e *encoder) state(s *pairState) {
 	v := byte(stateVersion)
 	if s.hasLifecycle() {
 		v = stateLifecycleVersion
 	}
 	e.b = append(e.b, v)
+	e.base = keyedEpoch
 	e.time(s.floor)
 	e.base = s.floor
 	e.time(s.wake)
@@ -114,8 +173,8 @@ func (e *encoder) state(s *pairState) {
 		e.str(string(l.source))
 		e.time(l.granted)
 		e.time(l.expires)
-		e.num(int64(l.callsLeft))
-		e.num(int64(l.streak))
+		e.budget(l.callsLeft)
+		e.budget(l.streak)
 		e.str(l.waID)
 		e.str(l.userID)
 	} else {
@@ -160,23 +219,34 @@ func (e *encoder) state(s *pairState) {
 	}
 }
 
-func (e *encoder) num(v int64) { e.b = binary.AppendVarint(e.b, v) }
-func (e *encoder) count(n int) { e.b = binary.AppendUvarint(e.b, uint64(n)) }
+// budget writes a count of the call budget, never negative (rules.go), as
+// the uvarint of its bits: one byte below 128, and any int still reads
+// back as itself.
+func (e *encoder) budget(v int) { e.b = binary.AppendUvarint(e.b, uint64(v)) }
+func (e *encoder) count(n int)  { e.b = binary.AppendUvarint(e.b, uint64(n)) }
 
 // An instant is a uvarint whose two low bits say what the rest is:
 //
-//	0: 0 none, 1 never, 2 the instant follows as a plain varint
+//	0: 0 none, 1 never, 2 the instant follows as a plain varint,
+//	   3+i (keyed versions) the i-th instant written in full (instants)
 //	1: the zigzag of its difference from the base, in seconds
 //	2: the zigzag of its difference from the base, in nanoseconds
+//	3 (keyed versions): the same in microseconds
 //
 // A difference is taken in two's complement, so that any two instants
-// have one. Form 2 holds only differences that are not whole seconds, and
-// the plain varint only those whose form 2 would not fit.
+// have one. Form 3 holds only differences that are not whole seconds,
+// form 2 only those that are not whole microseconds either (not whole
+// seconds in versions 5 and 6), and the plain varint only those whose
+// form 2 would not fit. A keyed state writes an instant it holds among
+// its instants as a reference, and only then.
 const (
 	timeSpecial = iota
 	timeSeconds
 	timeNanos
+	timeMicros
 )
+
+const timeRepeat = 3 // the first special value that refers to an instant
 
 func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
@@ -190,10 +260,17 @@ func (e *encoder) time(t int64) {
 		e.b = append(e.b, 1<<2|timeSpecial)
 		return
 	}
+	if i := e.times.index(t); i >= 0 {
+		e.b = binary.AppendUvarint(e.b, uint64(timeRepeat+i)<<2|timeSpecial)
+		return
+	}
+	e.times.add(t)
 	d := int64(uint64(t) - uint64(e.base))
 	switch z := zigzag(d); {
 	case d%1e9 == 0:
 		e.b = binary.AppendUvarint(e.b, zigzag(d/1e9)<<2|timeSeconds)
+	case d%1e3 == 0:
+		e.b = binary.AppendUvarint(e.b, zigzag(d/1e3)<<2|timeMicros)
 	case z < 1<<62:
 		e.b = binary.AppendUvarint(e.b, z<<2|timeNanos)
 	default:
@@ -249,15 +326,17 @@ func (e *encoder) str(s string) {
 	e.b = append(e.b, s...)
 }
 
-// decoder reads either encoding: compact (versions 5 and 6) or the first
-// (1 and 4), in which instants are plain varints and strings
-// length-prefixed.
+// decoder reads every encoding: compact, keyed (versions 7 and 8) or not
+// (5 and 6), or the first (1 and 4), in which instants are plain varints
+// and strings length-prefixed.
 type decoder struct {
 	b       []byte
 	err     error
 	compact bool
+	keyed   bool      // versions 7 and 8 (compact too)
 	base    int64     // compact: the floor, once read
-	lits    literals  // compact: the strings read with their bytes
+	lits    literals  // compact: the contact (keyed) and the strings read with their bytes
+	times   instants  // keyed: the instants read in full
 	seen    [4]string // first encoding: the last identifiers decoded, which a state repeats
 	next    int
 }
@@ -289,6 +368,15 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
+// budget reads a count of the call budget (see encoder.budget); versions
+// before 7 wrote it as a varint.
+func (d *decoder) budget() int {
+	if d.keyed {
+		return int(d.uvarint())
+	}
+	return int(d.varint())
+}
+
 func (d *decoder) count() int {
 	v := d.uvarint()
 	if v > uint64(len(d.b)) { // every element takes at least a byte
@@ -304,38 +392,68 @@ func (d *decoder) time() int64 {
 		return d.varint()
 	}
 	u := d.uvarint()
+	if u&3 == timeSpecial {
+		switch v := u >> 2; {
+		case v == 0:
+			return none
+		case v == 1:
+			return never
+		case v >= timeRepeat:
+			if i := v - timeRepeat; d.keyed && i < uint64(d.times.n) {
+				return d.times.first[i]
+			}
+			d.fail()
+			return 0
+		}
+	}
+	t, ok := d.full(u)
+	if !ok || (d.keyed && d.times.index(t) >= 0) { // a held instant is written as a reference
+		d.fail()
+		return 0
+	}
+	if d.keyed {
+		d.times.add(t)
+	}
+	return t
+}
+
+// full reads an instant written in full, tagged u: a plain varint or a
+// difference from the base, in the one form the encoder picks for it.
+func (d *decoder) full(u uint64) (int64, bool) {
 	v := u >> 2
 	switch u & 3 {
 	case timeSpecial:
-		switch v {
-		case 0:
-			return none
-		case 1:
-			return never
-		case 2:
-			t := d.varint()
-			if z := zigzag(int64(uint64(t) - uint64(d.base))); t == none || t == never || (t-d.base)%1e9 == 0 || z < 1<<62 {
-				d.fail() // form 1 or 2 holds it
-			}
-			return t
+		if v != 2 {
+			return 0, false
 		}
+		t := d.varint()
+		diff := int64(uint64(t) - uint64(d.base))
+		if t == none || t == never || diff%1e9 == 0 || zigzag(diff) < 1<<62 || (d.keyed && diff%1e3 == 0) {
+			return 0, false // another form holds it
+		}
+		return t, d.err == nil
 	case timeSeconds:
-		sec := unzigzag(v)
-		if sec > math.MaxInt64/int64(1e9) || sec < math.MinInt64/int64(1e9) {
-			break
-		}
-		if t := int64(uint64(d.base) + uint64(sec*1e9)); t != none && t != never {
-			return t
+		return d.scaled(unzigzag(v), 1e9)
+	case timeMicros:
+		if dm := unzigzag(v); d.keyed && dm%1e6 != 0 {
+			return d.scaled(dm, 1e3)
 		}
 	case timeNanos:
-		if dn := unzigzag(v); dn%1e9 != 0 {
-			if t := int64(uint64(d.base) + uint64(dn)); t != none && t != never {
-				return t
-			}
+		if dn := unzigzag(v); dn%1e9 != 0 && (!d.keyed || dn%1e3 != 0) {
+			return d.scaled(dn, 1)
 		}
 	}
-	d.fail()
-	return 0
+	return 0, false
+}
+
+// scaled returns the base plus n units, unless that overflows or is a
+// special instant.
+func (d *decoder) scaled(n, unit int64) (int64, bool) {
+	if n > math.MaxInt64/unit || n < math.MinInt64/unit {
+		return 0, false
+	}
+	t := int64(uint64(d.base) + uint64(n*unit))
+	return t, t != none && t != never
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -413,7 +531,8 @@ func (d *decoder) legacyString() string {
 	return s
 }
 
-func decodeState(b []byte) (pairState, error) {
+// decodeState reads a state stored under a key whose contact is contact.
+func decodeState(b []byte, contact string) (pairState, error) {
 	s := pairState{floor: none, wake: none}
 	if len(b) == 0 {
 		return s, nil
@@ -422,10 +541,16 @@ func decodeState(b []byte) (pairState, error) {
 	v := d.byte()
 	switch v {
 	case stateVersion, stateLifecycleVersion:
+		d.compact, d.keyed = true, true
+		d.lits.seed(contact)
+	case unkeyedVersion, unkeyedLifecycleVersion:
 		d.compact = true
 	case legacyVersion, legacyLifecycleVersion:
 	default:
 		return s, fmt.Errorf("%w: version %d", errCorrupt, v)
+	}
+	if d.keyed {
+		d.base = keyedEpoch
 	}
 	s.floor = d.time()
 	d.base = s.floor
@@ -439,7 +564,7 @@ func decodeState(b []byte) (pairState, error) {
 		}
 		s.listed.source = Source(d.string())
 		s.listed.granted, s.listed.expires = d.time(), d.time()
-		s.listed.callsLeft, s.listed.streak = int(d.varint()), int(d.varint())
+		s.listed.callsLeft, s.listed.streak = d.budget(), d.budget()
 		s.listed.waID, s.listed.userID = d.string(), d.string()
 	default:
 		d.fail()
@@ -480,7 +605,7 @@ func decodeState(b []byte) (pairState, error) {
 			s.ids[i] = ident{id: id, since: d.time()}
 		}
 	}
-	if v == stateLifecycleVersion || v == legacyLifecycleVersion {
+	if v == stateLifecycleVersion || v == unkeyedLifecycleVersion || v == legacyLifecycleVersion {
 		s.decodeLifecycle(d)
 	}
 	if d.err != nil || len(d.b) != 0 {
@@ -504,9 +629,9 @@ const (
 	recordAlias
 )
 
-// decodeRecord reads what a pair key holds: a person's state, or an alias
-// naming the person's contact.
-func decodeRecord(b []byte) (kind int, s pairState, alias string, err error) {
+// decodeRecord reads what a pair key, whose contact is contact, holds: a
+// person's state, or an alias naming the person's contact.
+func decodeRecord(b []byte, contact string) (kind int, s pairState, alias string, err error) {
 	if len(b) > 0 && b[0] == aliasCodecVersion {
 		d := &decoder{b: b[1:]}
 		alias = d.string()
@@ -515,7 +640,7 @@ func decodeRecord(b []byte) (kind int, s pairState, alias string, err error) {
 		}
 		return recordAlias, s, alias, nil
 	}
-	s, err = decodeState(b)
+	s, err = decodeState(b, contact)
 	if err != nil {
 		return recordNone, s, "", err
 	}

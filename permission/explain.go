@@ -167,7 +167,7 @@ func (t *Tracker) resolvePerson(ctx context.Context, channel, id string) (store.
 		if err != nil {
 			return k, pairState{}, err
 		}
-		kind, s, alias, err := decodeRecord(st.Data)
+		kind, s, alias, err := decodeRecord(st.Data, k.Contact)
 		if err != nil {
 			return k, pairState{}, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
 		}

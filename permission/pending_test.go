@@ -130,7 +130,7 @@ func TestPendingIsOrderIndependent(t *testing.T) {
 			}
 			floor = max(floor, runs[i]["a"].floor)
 			fresh := rebuild(l["a"])
-			require.Equal(t, encodeState(&fresh), encodeState(runs[i]["a"]), "iteration %d run %d", iter, i)
+			require.Equal(t, encodeState(&fresh, "a"), encodeState(runs[i]["a"], "a"), "iteration %d run %d", iter, i)
 		}
 		full := foldLedger(ledger)
 		for h := int64(0); h < 24*10; h += 5 {
@@ -180,22 +180,22 @@ func TestPendingRule(t *testing.T) {
 func TestCodecLifecycle(t *testing.T) {
 	s := pairState{floor: 5, wake: none}
 	s.fold(rec{typ: EventRequestSent, at: 1, id: "wamid.1", ref: -1})
-	v1 := encodeState(&s)
+	v1 := encodeState(&s, "a")
 	require.Equal(t, byte(stateVersion), v1[0], "no pending listed, no claim: no lifecycle bytes")
 	s.pend = pendListed{ok: true, contact: "a", id: "wamid.1", sent: 1, lapses: 1 + int64(PendingTTL), waID: "34600"}
 	s.claim = requestClaim{token: "tok", at: 2, until: 3}
-	b := encodeState(&s)
+	b := encodeState(&s, "a")
 	require.Equal(t, byte(stateLifecycleVersion), b[0])
-	got, err := decodeState(b)
+	got, err := decodeState(b, "a")
 	require.NoError(t, err)
 	assert.Equal(t, s.pend, got.pend)
 	assert.Equal(t, s.claim, got.claim)
-	assert.Equal(t, b, encodeState(&got))
+	assert.Equal(t, b, encodeState(&got, "a"))
 	for cut := 1; cut < len(b); cut++ {
-		_, err := decodeState(b[:cut])
+		_, err := decodeState(b[:cut], "a")
 		require.ErrorIs(t, err, errCorrupt)
 	}
-	kind, _, _, err := decodeRecord(b)
+	kind, _, _, err := decodeRecord(b, "a")
 	require.NoError(t, err)
 	assert.Equal(t, recordPerson, kind)
 }

@@ -130,7 +130,7 @@ func TestFoldIsOrderIndependent(t *testing.T) {
 			for contact, s := range runs[i] {
 				floor = max(floor, s.floor)
 				fresh := rebuild(l[contact])
-				require.Equal(t, encodeState(&fresh), encodeState(s), "iteration %d run %d contact %s: cache differs from a fresh fold of the ledger", iter, i, contact)
+				require.Equal(t, encodeState(&fresh, contact), encodeState(s, contact), "iteration %d run %d contact %s: cache differs from a fresh fold of the ledger", iter, i, contact)
 			}
 		}
 		for contact, evs := range ledgers {
@@ -155,44 +155,49 @@ func TestCodecRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for range 500 {
 		states, _ := recordAll(t, r, randomEvents(r, 1+r.IntN(25)))
-		for _, s := range states {
+		for contact, s := range states {
 			s.listed = s.entryAt(s.floor, LimitsConfig{}.withDefaults())
 			s.wake = s.wakeAfter(s.floor, LimitsConfig{}.withDefaults())
-			b := encodeState(s)
-			got, err := decodeState(b)
+			b := encodeState(s, contact)
+			got, err := decodeState(b, contact)
 			require.NoError(t, err)
-			require.Equal(t, b, encodeState(&got))
+			require.Equal(t, b, encodeState(&got, contact))
 			for _, cut := range []int{1, len(b) / 2, len(b) - 1} {
-				_, err := decodeState(b[:cut])
+				_, err := decodeState(b[:cut], contact)
 				require.ErrorIs(t, err, errCorrupt)
 			}
 		}
 	}
 }
 
+// fuzzContact is the key every fuzzed state is read under.
+const fuzzContact = "a"
+
 func FuzzDecodeState(f *testing.F) {
 	s := pairState{floor: 5, wake: none}
 	s.fold(rec{typ: EventGrant, at: 1, exp: 9, source: SourceRequest, id: "x", ref: -1})
-	f.Add(encodeState(&s))
-	s.pend = pendListed{ok: true, contact: "a", id: "wamid.1", sent: 1, lapses: 2}
+	s.addIdent(fuzzContact, 1)
+	f.Add(encodeState(&s, fuzzContact))
+	s.pend = pendListed{ok: true, contact: fuzzContact, id: "wamid.1", sent: 1, lapses: 2}
 	s.claim = requestClaim{token: "t", at: 1, until: 2}
-	f.Add(encodeState(&s)) // the lifecycle's version (codec_lifecycle.go)
+	f.Add(encodeState(&s, fuzzContact)) // the lifecycle's version (codec_lifecycle.go)
 	for _, b := range legacyStates(f) {
 		f.Add(b) // the first encoding, still read
 	}
+	f.Add([]byte{unkeyedVersion, 0x14, 0, 0, 0, 0, 0, 0}) // an unkeyed version, still read
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := decodeState(b)
+		got, err := decodeState(b, fuzzContact)
 		if err != nil || len(b) == 0 {
 			return
 		}
-		again := encodeState(&got)
+		again := encodeState(&got, fuzzContact)
 		if b[0] == stateVersion || b[0] == stateLifecycleVersion {
 			require.Equal(t, b, again, "one encoding per state")
 			return
 		}
-		back, err := decodeState(again)
+		back, err := decodeState(again, fuzzContact)
 		require.NoError(t, err)
-		require.Equal(t, got, back, "a state read in the first encoding is written compactly as the same state")
+		require.Equal(t, got, back, "a state read in an earlier encoding is written keyed as the same state")
 	})
 }
 

@@ -147,7 +147,7 @@ func personInTx(ctx context.Context, tx store.Tx, k store.Key) (store.Key, pairS
 		if st.Data == nil {
 			return k, pairState{}, st, fmt.Errorf("permission: %s/%s has no cached state: open a new Tracker on this store to rebuild it", k.Channel, k.Contact)
 		}
-		kind, s, alias, err := decodeRecord(st.Data)
+		kind, s, alias, err := decodeRecord(st.Data, k.Contact)
 		if err != nil {
 			return k, pairState{}, st, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
 		}
@@ -197,7 +197,7 @@ func (t *Tracker) claimRequest(ctx context.Context, channel, contact string, now
 			s.addIdent(k.Contact, n) // a person never seen: first seen now
 		}
 		s.claim = cl
-		return tx.Put(ctx, k, store.State{Data: encodeState(&s), Revision: st.Revision})
+		return tx.Put(ctx, k, store.State{Data: encodeState(&s, k.Contact), Revision: st.Revision})
 	})
 	return k, cl, err
 }
@@ -214,7 +214,7 @@ func (t *Tracker) releaseClaim(k store.Key, cl requestClaim) {
 			return err
 		}
 		s.claim = requestClaim{}
-		return tx.Put(ctx, k, store.State{Data: encodeState(&s), Revision: st.Revision})
+		return tx.Put(ctx, k, store.State{Data: encodeState(&s, k.Contact), Revision: st.Revision})
 	})
 	if err != nil && !t.closed() {
 		t.log.Warn("callready: releasing a request claim failed; it lapses by itself", "channel", k.Channel, "contact", k.Contact, "err", err)

@@ -51,7 +51,7 @@ func (t *Tracker) relist(ctx context.Context) error {
 		if k.Contact == "" {
 			return nil // a channel's own state
 		}
-		kind, s, _, err := decodeRecord(st.Data)
+		kind, s, _, err := decodeRecord(st.Data, k.Contact)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
 		}

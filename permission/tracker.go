@@ -199,7 +199,7 @@ func New(ctx context.Context, cfg Config) (*Tracker, error) {
 			missing = append(missing, k) // left by a migration: fold its ledger
 			return nil
 		}
-		kind, s, _, err := decodeRecord(st.Data)
+		kind, s, _, err := decodeRecord(st.Data, k.Contact)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
 		}
@@ -613,7 +613,7 @@ func (t *Tracker) rebuildStates(ctx context.Context, keys []store.Key) error {
 				if err := w.settle(r, p, now.UnixNano(), &appended); err != nil {
 					return err
 				}
-				if err := tx.Put(ctx, k, store.State{Data: encodeState(&p.state), Revision: p.revision}); err != nil {
+				if err := tx.Put(ctx, k, store.State{Data: encodeState(&p.state, k.Contact), Revision: p.revision}); err != nil {
 					return err
 				}
 			}

@@ -331,7 +331,7 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 			continue // its identifiers are now the other person's
 		}
 		if p.dirty {
-			if err := w.tx.Put(w.ctx, p.key, store.State{Data: encodeState(&p.state), Revision: p.revision}); err != nil {
+			if err := w.tx.Put(w.ctx, p.key, store.State{Data: encodeState(&p.state, p.key.Contact), Revision: p.revision}); err != nil {
 				return err
 			}
 		}
@@ -417,7 +417,7 @@ func (w *batchWriter) decode(k store.Key, st store.State, exists bool) (rawRecor
 		// and New rebuilds every such pair before it returns.
 		return rawRecord{}, fmt.Errorf("permission: %s/%s has no cached state: open a new Tracker on this store to rebuild it from the ledger", k.Channel, k.Contact)
 	}
-	kind, s, alias, err := decodeRecord(st.Data)
+	kind, s, alias, err := decodeRecord(st.Data, k.Contact)
 	if err != nil {
 		return rawRecord{}, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
 	}
