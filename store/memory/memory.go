@@ -30,15 +30,13 @@ type Config struct {
 
 // Store is an in-memory store.Store. The zero value is not usable; call New.
 type Store struct {
-	mu        sync.RWMutex
-	pairs     pairTable
-	log       []store.Change // ring of the newest entries, oldest at head
-	head      int            // index of the oldest entry in log once full
-	retention int
-	revision  int64
-	closed    bool
-	wake      chan struct{} // made by Wait, closed by the next commit
-	tx        tx            // reused by every Update (they hold mu)
+	mu       sync.RWMutex
+	pairs    pairTable
+	log      changeLog // the newest entries (changelog.go)
+	revision int64
+	closed   bool
+	wake     chan struct{} // made by Wait, closed by the next commit
+	tx       tx            // reused by every Update (they hold mu)
 
 	// The ledger, laid out for the garbage collector (see ledger.go).
 	ledger  map[string]*channelLedger
@@ -60,7 +58,7 @@ func New(cfg Config) *Store {
 		r = DefaultRetention
 	}
 	return &Store{
-		pairs: newPairTable(), retention: r,
+		pairs: newPairTable(), log: changeLog{limit: r},
 		ledger: make(map[string]*channelLedger), dedupe: make(map[dedupeKey]struct{}),
 		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 	}
@@ -210,8 +208,9 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		t.rollback()
 		return err
 	}
-	for _, c := range t.changes {
-		s.appendLocked(c)
+	for i := range t.changes {
+		s.log.add(&t.changes[i])
+		s.revision = t.changes[i].Revision
 	}
 	for i := range t.events {
 		s.addEventLocked(&t.events[i].e, t.events[i].hash)
@@ -221,16 +220,6 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		s.wake = nil
 	}
 	return nil
-}
-
-func (s *Store) appendLocked(c store.Change) {
-	s.revision = c.Revision
-	if len(s.log) < s.retention {
-		s.log = append(s.log, c)
-		return
-	}
-	s.log[s.head] = c
-	s.head = (s.head + 1) % s.retention
 }
 
 // Get returns the committed state of one pair.
@@ -282,16 +271,15 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 	if after >= s.revision || limit <= 0 {
 		return nil, nil
 	}
-	n := len(s.log)
-	oldest := s.revision - int64(n) + 1 // revisions in the log are contiguous
+	oldest := s.log.oldest()
 	if after+1 < oldest {
 		return nil, fmt.Errorf("memory: revision %d: %w (oldest kept is %d)", after+1, store.ErrCompacted, oldest)
 	}
 	skip := int(after + 1 - oldest)
-	count := min(n-skip, limit)
+	count := min(len(s.log.entries)-skip, limit)
 	out := make([]store.Change, count)
 	for i := range count {
-		out[i] = s.log[(s.head+skip+i)%n]
+		out[i] = s.log.change(skip + i)
 	}
 	return out, nil
 }

@@ -264,6 +264,7 @@ func Run(t *testing.T, newStore NewStore) {
 		require.NoError(t, err)
 		require.Len(t, last, 1)
 		require.True(t, last[0].ExpiresAt.IsZero())
+		require.True(t, last[0].Wake.IsZero(), "no wake-up")
 	})
 
 	t.Run("Load", func(t *testing.T) {
