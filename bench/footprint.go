@@ -21,8 +21,9 @@ import (
 //   - ledger: every ledger event of that store is copied (its strings
 //     cloned) into an empty memory store through AppendEvent alone, so the
 //     copy holds the ledger and nothing else; its heap per event. The
-//     contact string is then counted in the ledger although the original
-//     shares it with the pair's state and the index;
+//     memory store's ledger encodes each event's strings, its contact
+//     too, into bytes of its own, as the original's does: total minus
+//     ledger still counts the contact string the pair and the index share;
 //   - index: the tracker is closed, the store kept: what is freed is the
 //     tracker's (its index), what stays is the store's.
 func MeasureFootprint(ctx context.Context, w Workload) (Footprint, error) {
