@@ -1,16 +1,11 @@
 package memory
 
-import (
-	"math"
-	"time"
-
-	"github.com/callready/callready/store"
-)
+import "github.com/callready/callready/store"
 
 // changeLog is the ring of the newest change-log entries. It holds
 // Config.Retention of them whatever the store's size, so each is kept
-// compact: instants as Unix microseconds (store.Precision) rather than
-// 24-byte time.Time values, and the three strings of closed sets (type,
+// compact: instants as Unix nanoseconds, as the ledger keeps them, rather
+// than 24-byte time.Time values, and the three strings of closed sets (type,
 // kind, source) as numbers, 152 bytes against store.Change's 256. The
 // revisions of a ring are contiguous, so an entry keeps none.
 type changeLog struct {
@@ -25,30 +20,13 @@ type logEntry struct {
 	key                        store.Key
 	waID, userID               string
 	replaces                   []string
-	at, granted, expires, wake int64 // Unix µs; noTime for the zero time
+	at, granted, expires, wake int64 // unix ns, zeroTime for the zero time (nanos)
 	callsLeft, streak          int
 	typ, kind, source          uint32 // numbers in names
 }
 
-const noTime = math.MinInt64
-
-func micros(t time.Time) int64 {
-	if t.IsZero() {
-		return noTime
-	}
-	return t.UnixMicro()
-}
-
-func fromMicros(us int64) time.Time {
-	if us == noTime {
-		return time.Time{}
-	}
-	return time.UnixMicro(us).UTC()
-}
-
-// names numbers the strings a change log's entries hold by number. The
-// tracker writes a handful; every distinct one is kept for the store's
-// life.
+// names gives each string of the closed sets a number. The tracker writes
+// a handful of distinct ones; every one is kept for the store's life.
 type names struct {
 	number map[string]uint32
 	list   []string
@@ -70,7 +48,7 @@ func (n *names) of(s string) uint32 {
 // add appends c, whose revision follows the newest entry's.
 func (l *changeLog) add(c *store.Change) {
 	e := logEntry{key: c.Key, waID: c.WaID, userID: c.UserID, replaces: c.Replaces,
-		at: micros(c.At), granted: micros(c.GrantedAt), expires: micros(c.ExpiresAt), wake: micros(c.Wake),
+		at: nanos(c.At), granted: nanos(c.GrantedAt), expires: nanos(c.ExpiresAt), wake: nanos(c.Wake),
 		callsLeft: c.CallsLeft, streak: c.UnansweredStreak,
 		typ: l.names.of(c.Type), kind: l.names.of(c.Kind), source: l.names.of(c.Source)}
 	l.last = c.Revision
@@ -94,8 +72,8 @@ func (l *changeLog) oldest() int64 { return l.last - int64(len(l.entries)) + 1 }
 func (l *changeLog) change(i int) store.Change {
 	e := &l.entries[(l.head+i)%len(l.entries)]
 	return store.Change{Revision: l.oldest() + int64(i), Type: l.names.list[e.typ], Key: e.key,
-		At: fromMicros(e.at), Kind: l.names.list[e.kind], Source: l.names.list[e.source],
-		GrantedAt: fromMicros(e.granted), ExpiresAt: fromMicros(e.expires),
+		At: fromNanos(e.at), Kind: l.names.list[e.kind], Source: l.names.list[e.source],
+		GrantedAt: fromNanos(e.granted), ExpiresAt: fromNanos(e.expires),
 		CallsLeft: e.callsLeft, UnansweredStreak: e.streak, WaID: e.waID, UserID: e.userID,
-		Replaces: e.replaces, Wake: fromMicros(e.wake)}
+		Replaces: e.replaces, Wake: fromNanos(e.wake)}
 }
