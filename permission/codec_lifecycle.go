@@ -3,9 +3,10 @@ package permission
 import "encoding/binary"
 
 // The request lifecycle's part of a pair's state: the pending request
-// listed and a request claim. A state with either is written as version 6
-// (version 4 in the first encoding): version 5's fields, then those two. A
-// state with neither is version 5 (1) and holds no byte for them.
+// listed and a request claim. A state with either is written as version 8
+// (6 unkeyed, 4 in the first encoding): version 7's fields, then those
+// two. A state with neither is version 7 (5, 1) and holds no byte for
+// them.
 
 func (s *pairState) hasLifecycle() bool { return s.pend.ok || s.claim.token != "" }
 
