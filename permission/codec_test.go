@@ -2,8 +2,10 @@ package permission
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"math"
 	"os"
 	"slices"
@@ -12,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/stretchr/testify/require"
 
 	"github.com/callready/callready/store"
+	"github.com/callready/callready/store/memory"
 )
 
 // legacyStates are states in the first encoding (versions 1 and 4), as
@@ -72,34 +76,99 @@ func TestCodecReadsTheFirstEncoding(t *testing.T) {
 // without a pending request), reads as before under any key and is
 // written keyed, in fewer bytes, as the same state.
 func TestCodecReadsVersion5(t *testing.T) {
+	before, after := 0, 0
+	for i, u := range unkeyedStates(t) {
+		require.Contains(t, []byte{unkeyedVersion, unkeyedLifecycleVersion}, u.b[0])
+		s, err := decodeState(u.b, u.contact)
+		require.NoError(t, err, "state %d", i)
+		other, err := decodeState(u.b, "another")
+		require.NoError(t, err)
+		require.Equal(t, s, other, "an unkeyed state does not depend on its key")
+		c := encodeState(&s, u.contact)
+		require.Equal(t, u.b[0]+2, c[0], "state %d", i)
+		back, err := decodeState(c, u.contact)
+		require.NoError(t, err)
+		require.Equal(t, s, back, "state %d", i)
+		require.Less(t, len(c), len(u.b), "state %d", i)
+		before, after = before+len(u.b), after+len(c)
+	}
+	t.Logf("%d bytes unkeyed, %d keyed (%.0f%%)", before, after, 100*float64(after)/float64(before))
+}
+
+type unkeyedState struct {
+	contact string
+	b       []byte
+}
+
+func unkeyedStates(t *testing.T) []unkeyedState {
+	t.Helper()
 	f, err := os.Open("testdata/codec-v5-states.txt")
 	require.NoError(t, err)
 	defer f.Close()
+	var out []unkeyedState
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
-	n, before, after := 0, 0, 0
 	for sc.Scan() {
 		contact, h, ok := strings.Cut(sc.Text(), " ")
 		require.True(t, ok)
 		b, err := hex.DecodeString(h)
 		require.NoError(t, err)
-		require.Contains(t, []byte{unkeyedVersion, unkeyedLifecycleVersion}, b[0])
-		s, err := decodeState(b, contact)
-		require.NoError(t, err, "state %d", n)
-		other, err := decodeState(b, "another")
-		require.NoError(t, err)
-		require.Equal(t, s, other, "an unkeyed state does not depend on its key")
-		c := encodeState(&s, contact)
-		require.Equal(t, b[0]+2, c[0], "state %d", n)
-		back, err := decodeState(c, contact)
-		require.NoError(t, err)
-		require.Equal(t, s, back, "state %d", n)
-		require.Less(t, len(c), len(b), "state %d", n)
-		before, after, n = before+len(b), after+len(c), n+1
+		out = append(out, unkeyedState{contact, b})
 	}
 	require.NoError(t, sc.Err())
-	require.Greater(t, n, 200)
-	t.Logf("%d states: %d bytes unkeyed, %d keyed (%.0f%%)", n, before, after, 100*float64(after)/float64(before))
+	require.Greater(t, len(out), 200)
+	return out
+}
+
+// A store written before the keyed encoding (its pairs in versions 5 and
+// 6) answers as the same store written keyed: the same listings and
+// explanations at every instant tried, and a pair written again is keyed.
+func TestStoreOfUnkeyedStates(t *testing.T) {
+	ctx := context.Background()
+	states := unkeyedStates(t)
+	unkeyed, keyed := memory.New(memory.Config{}), memory.New(memory.Config{})
+	key := func(i int) store.Key { return store.Key{Channel: fmt.Sprintf("c%03d", i), Contact: states[i].contact} }
+	for i, u := range states {
+		s, err := decodeState(u.b, u.contact)
+		require.NoError(t, err)
+		put := func(st store.Store, data []byte) {
+			require.NoError(t, st.Update(ctx, func(tx store.Tx) error { return tx.Put(ctx, key(i), store.State{Data: data}) }))
+		}
+		put(unkeyed, u.b)
+		put(keyed, encodeState(&s, u.contact))
+	}
+	open := func(st store.Store) *Tracker {
+		clk := clock.NewMock()
+		clk.Set(t0)
+		tr, err := New(ctx, Config{Store: st, Clock: clk})
+		require.NoError(t, err)
+		t.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	a, b := open(unkeyed), open(keyed)
+	listed := 0
+	for i := range states {
+		k := key(i)
+		for _, d := range []time.Duration{-72 * time.Hour, 0, 36 * time.Hour, 10 * 24 * time.Hour} {
+			now := t0.Add(d)
+			pa, errA := a.Eligible(ctx, k.Channel, Query{Now: now})
+			pb, errB := b.Eligible(ctx, k.Channel, Query{Now: now})
+			require.Equal(t, errB, errA)
+			require.Equal(t, pb, pa, "state %d at %s", i, now)
+			listed += len(pa.Entries)
+			xa, errA := a.Explain(ctx, k.Channel, k.Contact, now)
+			xb, errB := b.Explain(ctx, k.Channel, k.Contact, now)
+			require.Equal(t, errB, errA)
+			require.Equal(t, xb, xa, "state %d at %s", i, now)
+		}
+	}
+	require.Positive(t, listed)
+	k := key(0)
+	_, err := a.Record(ctx, Event{Type: EventGrant, Channel: k.Channel, Contact: k.Contact, At: t0, ExpiresAt: t0.Add(time.Hour)})
+	require.NoError(t, err)
+	st, err := unkeyed.Get(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, byte(stateVersion), st.Data[0], "written again, keyed")
 }
 
 // A grant as a channel usually holds it (a phone number, an expiry in
