@@ -231,9 +231,10 @@ func BenchmarkRegrantRandom(b *testing.B) {
 }
 
 // BenchmarkIndex1M measures the in-memory index alone, without the store:
-// re-granting random pairs of 1M (each moves its row in both orders and
-// updates its slot) and removing pairs as the sweep does (due, then each
-// pair leaves). Where BenchmarkSweep100k and the Record benchmarks are
+// a new pair with a random expiry joining 1M (a row in both orders and a
+// slot; the index grows by b.N), re-granting random pairs of 1M (each
+// moves its row in both orders and updates its slot) and removing pairs as
+// the sweep does (due, then each pair leaves). Where BenchmarkSweep100k and the Record benchmarks are
 // dominated by the store, this shows what the index's layout costs.
 func BenchmarkIndex1M(b *testing.B) {
 	const n = 1_000_000
@@ -250,6 +251,19 @@ func BenchmarkIndex1M(b *testing.B) {
 		x.refreshFirsts()
 		return x
 	}
+	b.Run("new", func(b *testing.B) {
+		r := rand.New(rand.NewPCG(1, 2))
+		x := load(r)
+		fresh := make([]store.Key, b.N)
+		for i := range fresh {
+			fresh[i] = store.Key{Channel: ch, Contact: "3461" + strconv.Itoa(1_000_000+i)}
+		}
+		b.ResetTimer()
+		for _, k := range fresh {
+			exp := int64(1e15) + r.Int64N(1e15)
+			x.apply(k, listed{ok: true, granted: 2, expires: exp, waID: k.Contact}, true, exp)
+		}
+	})
 	b.Run("regrant", func(b *testing.B) {
 		r := rand.New(rand.NewPCG(1, 2))
 		x := load(r)
