@@ -55,7 +55,10 @@ type State struct {
 	// Data is the tracker's encoding of the pair's derived state. It is
 	// opaque to the store: persist and return it byte for byte. Nil means
 	// none: the tracker rebuilds it from the ledger (a migration may leave
-	// it nil).
+	// it nil). It belongs to its Key: the encoding leaves out what the
+	// key already says, so bytes moved under another key (a contact
+	// renamed by hand in the database) read as another state. To move a
+	// pair, set Data to nil and let the tracker rebuild it.
 	Data []byte
 	// Revision of the last change-log entry written for this pair (0: none).
 	Revision int64
