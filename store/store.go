@@ -57,8 +57,9 @@ type State struct {
 	// none: the tracker rebuilds it from the ledger (a migration may leave
 	// it nil). It belongs to its Key: the encoding leaves out what the
 	// key already says, so bytes moved under another key (a contact
-	// renamed by hand in the database) read as another state. To move a
-	// pair, set Data to nil and let the tracker rebuild it.
+	// renamed by hand in the database) read as another state. The
+	// tracker, which moves a person to another key when its identifiers
+	// change, writes the state again under the new one.
 	Data []byte
 	// Revision of the last change-log entry written for this pair (0: none).
 	Revision int64
