@@ -41,6 +41,35 @@ func (t *Tracker) catchUp(ctx context.Context) error {
 	}
 }
 
+// catchUpWith is catchUp after this tracker committed own, a batch's
+// changes: it reads from the store only the revisions before own's first
+// (what other trackers committed before it; a batch's revisions are
+// contiguous, and a store's revisions increase in commit order), then
+// applies own as the batch wrote them rather than reading them back.
+func (t *Tracker) catchUpWith(ctx context.Context, own []store.Change) error {
+	if len(own) == 0 {
+		return t.catchUp(ctx)
+	}
+	t.followMu.Lock()
+	defer t.followMu.Unlock()
+	first := own[0].Revision
+	for t.applied < first-1 {
+		page, err := t.store.Changes(ctx, t.applied, int(min(1000, first-1-t.applied)))
+		if errors.Is(err, store.ErrCompacted) {
+			return t.relist(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			break // the store left revisions out (store.Tx.Append): none before own is left to read
+		}
+		t.applyChanges(page)
+	}
+	t.applyChanges(own) // those the follower applied meanwhile are skipped
+	return nil
+}
+
 // relist rebuilds the index from the store when the change log no longer
 // holds what this tracker missed. Subscribers cannot be told what they
 // missed either: they end with ErrResync and re-list. Callers hold

@@ -181,3 +181,60 @@ func TestSharedLateTrackerAndCompaction(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, p.Entries, 11)
 }
+
+// changesReadStore records the revisions its Changes returns.
+type changesReadStore struct {
+	store.Store
+	mu   sync.Mutex
+	read []int64 // revisions returned
+}
+
+func (c *changesReadStore) Changes(ctx context.Context, after int64, limit int) ([]store.Change, error) {
+	out, err := c.Store.Changes(ctx, after, limit)
+	c.mu.Lock()
+	for _, ch := range out {
+		c.read = append(c.read, ch.Revision)
+	}
+	c.mu.Unlock()
+	return out, err
+}
+
+// A shared tracker that commits reads from the log only what other
+// trackers committed before its batch, in order, and applies its own
+// batch without reading it back.
+func TestSharedCommitReadsOnlyOthersChanges(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewMock()
+	clk.Set(t0)
+	mem := memory.New(memory.Config{})
+	open := func(st store.Store) *Tracker {
+		tr, err := New(ctx, Config{Store: st, Clock: clk, Shared: true}) // no Start: no follower
+		require.NoError(t, err)
+		t.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	a := open(mem)
+	counted := &changesReadStore{Store: mem}
+	b := open(counted)
+	sub, err := b.Subscribe(SubscribeOptions{Channel: ch, After: b.Revision()})
+	require.NoError(t, err)
+
+	_, err = a.Record(ctx, grant("u1", t0), grant("u2", t0))
+	require.NoError(t, err)
+	mine, err := b.Record(ctx, grant("u3", t0))
+	require.NoError(t, err)
+	require.Len(t, mine, 1)
+	assert.Equal(t, []int64{1, 2}, counted.read, "A's two changes, not B's own")
+	assert.Equal(t, int64(3), b.Revision())
+	for _, want := range []string{"u1", "u2", "u3"} {
+		assert.Equal(t, want, next(t, sub).Entry.Contact, "in revision order")
+	}
+	p, err := b.Eligible(ctx, ch, Query{})
+	require.NoError(t, err)
+	assert.Len(t, p.Entries, 3)
+
+	counted.read = nil
+	_, err = b.Record(ctx, grant("u4", t0))
+	require.NoError(t, err)
+	assert.Empty(t, counted.read, "nothing committed by others: no read at all")
+}

@@ -85,9 +85,9 @@ func (t *Tracker) commitRows(ctx context.Context, batch []*request, rowsApart bo
 	if t.cfg.Shared || (len(appended) > 0 && appended[0].Revision != t.Revision()+1) {
 		// Other trackers write to the store too, or revisions this
 		// tracker never applied were committed (a write reported as failed
-		// that the store made anyway): follow the log, this batch
-		// included, so nothing committed stays out of the list.
-		if err := t.catchUp(wctx); err == nil {
+		// that the store made anyway): follow the log up to this batch,
+		// then the batch, so nothing committed stays out of the list.
+		if err := t.catchUpWith(wctx, appended); err == nil {
 			return
 		} else if t.cfg.Shared {
 			t.log.Warn("callready: reading the change log after a write failed; the follower will retry", "err", err)
