@@ -41,6 +41,23 @@ func (t *Tracker) catchUp(ctx context.Context) error {
 	}
 }
 
+// localCommitApplied waits for this tracker's commit in flight, if any,
+// and reports whether the index has moved past after, the revision the
+// follower waited from. What woke the follower is most often a commit of
+// this tracker's own; had it read the log then, it would have read the
+// batch back, and the committer would have waited for it to apply it.
+func (t *Tracker) localCommitApplied(after int64) bool {
+	select {
+	case t.writeSem <- struct{}{}: // no commit holds it now
+		<-t.writeSem
+	case <-t.ctx.Done():
+		return false
+	}
+	t.followMu.Lock()
+	defer t.followMu.Unlock()
+	return t.applied != after
+}
+
 // catchUpWith is catchUp after this tracker committed own, a batch's
 // changes: it reads from the store only the revisions before own's first
 // (what other trackers committed before it; a batch's revisions are
@@ -121,10 +138,10 @@ func (t *Tracker) followLoop() {
 	poll := t.clock.Timer(t.cfg.PollInterval)
 	defer poll.Stop()
 	for {
+		t.followMu.Lock()
+		after := t.applied
+		t.followMu.Unlock()
 		if notifier != nil {
-			t.followMu.Lock()
-			after := t.applied
-			t.followMu.Unlock()
 			wctx, cancel := context.WithTimeout(t.ctx, t.cfg.PollInterval)
 			err := notifier.Wait(wctx, after)
 			cancel()
@@ -140,6 +157,9 @@ func (t *Tracker) followLoop() {
 		}
 		if t.closed() {
 			return
+		}
+		if t.localCommitApplied(after) {
+			continue // it read what others committed before it (catchUpWith): wait again from there
 		}
 		if err := t.catchUp(t.ctx); err != nil && !t.closed() {
 			t.log.Warn("callready: following the change log failed; retrying", "err", err)

@@ -238,3 +238,29 @@ func TestSharedCommitReadsOnlyOthersChanges(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, counted.read, "nothing committed by others: no read at all")
 }
+
+func (c *changesReadStore) Wait(ctx context.Context, after int64) error {
+	return c.Store.(store.Notifier).Wait(ctx, after)
+}
+
+// The follower of a shared tracker that is the only writer reads none of
+// its commits back: woken by a commit of its own, it waits for the
+// committer to apply it.
+func TestSharedFollowerSkipsOwnCommits(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewMock()
+	clk.Set(t0)
+	counted := &changesReadStore{Store: memory.New(memory.Config{})}
+	tr, err := New(ctx, Config{Store: counted, Clock: clk, Shared: true, PollInterval: time.Millisecond})
+	require.NoError(t, err)
+	tr.Start()
+	t.Cleanup(func() { tr.Close() })
+	for i := range 300 {
+		_, err := tr.Record(ctx, grant(fmt.Sprintf("u%d", i), t0))
+		require.NoError(t, err)
+	}
+	require.NoError(t, tr.Close())
+	counted.mu.Lock()
+	defer counted.mu.Unlock()
+	assert.Empty(t, counted.read)
+}
