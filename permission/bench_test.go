@@ -233,9 +233,10 @@ func BenchmarkRegrantRandom(b *testing.B) {
 // BenchmarkIndex1M measures the in-memory index alone, without the store:
 // a new pair with a random expiry joining 1M (a row in both orders and a
 // slot; the index grows by b.N), re-granting random pairs of 1M (each
-// moves its row in both orders and updates its slot) and removing pairs as
-// the sweep does (due, then each pair leaves). Where BenchmarkSweep100k and the Record benchmarks are
-// dominated by the store, this shows what the index's layout costs.
+// moves its row in both orders and updates its slot) and removing pairs
+// as the sweep does (due, then each pair leaves). Where BenchmarkSweep100k
+// and the Record benchmarks are dominated by the store, this shows what
+// the index's layout costs.
 func BenchmarkIndex1M(b *testing.B) {
 	const n = 1_000_000
 	keys := make([]store.Key, n)

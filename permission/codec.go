@@ -541,16 +541,13 @@ func decodeState(b []byte, contact string) (pairState, error) {
 	v := d.byte()
 	switch v {
 	case stateVersion, stateLifecycleVersion:
-		d.compact, d.keyed = true, true
+		d.compact, d.keyed, d.base = true, true, keyedEpoch
 		d.lits.seed(contact)
 	case unkeyedVersion, unkeyedLifecycleVersion:
 		d.compact = true
 	case legacyVersion, legacyLifecycleVersion:
 	default:
 		return s, fmt.Errorf("%w: version %d", errCorrupt, v)
-	}
-	if d.keyed {
-		d.base = keyedEpoch
 	}
 	s.floor = d.time()
 	d.base = s.floor

@@ -12,7 +12,7 @@ type changeLog struct {
 	entries []logEntry // oldest at head once the ring is full
 	head    int
 	limit   int   // the ring's length once full (Retention)
-	last    int64 // revision of the newest entry
+	last    int64 // revision of the newest entry: the store's revision (0 for none)
 	names   names
 }
 

@@ -30,13 +30,12 @@ type Config struct {
 
 // Store is an in-memory store.Store. The zero value is not usable; call New.
 type Store struct {
-	mu       sync.RWMutex
-	pairs    pairTable
-	log      changeLog // the newest entries (changelog.go)
-	revision int64
-	closed   bool
-	wake     chan struct{} // made by Wait, closed by the next commit
-	tx       tx            // reused by every Update (they hold mu)
+	mu     sync.RWMutex
+	pairs  pairTable
+	log    changeLog // the newest entries and the store's revision (changelog.go)
+	closed bool
+	wake   chan struct{} // made by Wait, closed by the next commit
+	tx     tx            // reused by every Update (they hold mu)
 
 	// The ledger, laid out for the garbage collector (see ledger.go).
 	ledger  map[string]*channelLedger
@@ -135,7 +134,7 @@ func (t *tx) Append(ctx context.Context, c store.Change) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	c.Revision = t.s.revision + int64(len(t.changes)) + 1
+	c.Revision = t.s.log.last + int64(len(t.changes)) + 1
 	t.changes = append(t.changes, c)
 	return c.Revision, nil
 }
@@ -210,7 +209,6 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	}
 	for i := range t.changes {
 		s.log.add(&t.changes[i])
-		s.revision = t.changes[i].Revision
 	}
 	for i := range t.events {
 		s.addEventLocked(&t.events[i].e, t.events[i].hash)
@@ -255,7 +253,7 @@ func (s *Store) Load(ctx context.Context, fn func(store.Key, store.State) error)
 			return 0, err
 		}
 	}
-	return s.revision, nil
+	return s.log.last, nil
 }
 
 // Changes returns retained entries after the given revision.
@@ -268,7 +266,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Ch
 	if s.closed {
 		return nil, store.ErrClosed
 	}
-	if after >= s.revision || limit <= 0 {
+	if after >= s.log.last || limit <= 0 {
 		return nil, nil
 	}
 	oldest := s.log.oldest()
@@ -291,7 +289,7 @@ func (s *Store) Wait(ctx context.Context, after int64) error {
 		s.mu.Unlock()
 		return store.ErrClosed
 	}
-	if s.revision > after {
+	if s.log.last > after {
 		s.mu.Unlock()
 		return nil
 	}
