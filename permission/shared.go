@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/callready/callready/store"
@@ -26,19 +27,27 @@ const DefaultPollInterval = time.Second
 func (t *Tracker) catchUp(ctx context.Context) error {
 	t.followMu.Lock()
 	defer t.followMu.Unlock()
-	for {
-		page, err := t.store.Changes(ctx, t.applied, 1000)
+	return t.readLog(ctx, math.MaxInt64)
+}
+
+// readLog applies the change log's entries after the last applied, up to
+// revision upto, in pages. Callers hold followMu.
+func (t *Tracker) readLog(ctx context.Context, upto int64) error {
+	for t.applied < upto {
+		limit := int(min(1000, upto-t.applied))
+		page, err := t.store.Changes(ctx, t.applied, limit)
 		if errors.Is(err, store.ErrCompacted) {
 			return t.relist(ctx)
 		}
-		if err != nil || len(page) == 0 {
+		if err != nil {
 			return err
 		}
 		t.applyChanges(page)
-		if len(page) < 1000 {
-			return nil
+		if len(page) < limit {
+			return nil // the log holds no more before upto (a store may leave revisions out)
 		}
 	}
+	return nil
 }
 
 // localCommitApplied waits for this tracker's commit in flight, if any,
@@ -69,21 +78,10 @@ func (t *Tracker) catchUpWith(ctx context.Context, own []store.Change) error {
 	}
 	t.followMu.Lock()
 	defer t.followMu.Unlock()
-	first := own[0].Revision
-	for t.applied < first-1 {
-		page, err := t.store.Changes(ctx, t.applied, int(min(1000, first-1-t.applied)))
-		if errors.Is(err, store.ErrCompacted) {
-			return t.relist(ctx)
-		}
-		if err != nil {
-			return err
-		}
-		if len(page) == 0 {
-			break // the store left revisions out (store.Tx.Append): none before own is left to read
-		}
-		t.applyChanges(page)
+	if err := t.readLog(ctx, own[0].Revision-1); err != nil {
+		return err
 	}
-	t.applyChanges(own) // those the follower applied meanwhile are skipped
+	t.applyChanges(own) // those applied already (the follower's, a re-list's) are skipped
 	return nil
 }
 
