@@ -2,12 +2,16 @@ package permission
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/callready/callready/store"
+	"github.com/callready/callready/store/memory"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -128,4 +132,85 @@ func TestConcurrentRecordsGroupCommit(t *testing.T) {
 		last = c.Revision
 	}
 	assert.Len(t, f.callable(t0), writers*each)
+}
+
+// gatedStore holds each Update until the test lets it run, and records how
+// many events each committed transaction appended to the ledger.
+type gatedStore struct {
+	store.Store
+	entered chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	sizes   []int
+	callers []any // each Update's ctx.Value(callerKey{})
+}
+
+type callerKey struct{}
+
+func (g *gatedStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	g.mu.Lock()
+	g.callers = append(g.callers, ctx.Value(callerKey{}))
+	g.mu.Unlock()
+	g.entered <- struct{}{}
+	<-g.release
+	n := 0
+	err := g.Store.Update(ctx, func(tx store.Tx) error {
+		n = 0
+		return fn(countingTx{tx, &n})
+	})
+	g.mu.Lock()
+	g.sizes = append(g.sizes, n)
+	g.mu.Unlock()
+	return err
+}
+
+type countingTx struct {
+	store.Tx
+	n *int
+}
+
+func (c countingTx) AppendEvent(ctx context.Context, e store.LedgerEvent) error {
+	*c.n++
+	return c.Tx.AppendEvent(ctx, e)
+}
+
+// A committer whose batch commits while others queued returns at once:
+// the queued requests commit in the next batch, which a goroutine of the
+// tracker runs (drain: its context carries none of the callers' values),
+// and Close waits for it.
+func TestQueuedRequestsCommitAfterTheCommitterReturns(t *testing.T) {
+	g := &gatedStore{Store: memory.New(memory.Config{}), entered: make(chan struct{}), release: make(chan struct{})}
+	f := newFixture(t, Config{Store: g})
+	result := func(contact string) chan error {
+		c := make(chan error, 1)
+		go func() {
+			ctx := context.WithValue(context.Background(), callerKey{}, contact)
+			_, err := f.tr.Record(ctx, Event{Type: EventGrant, Channel: ch, Contact: contact, At: t0})
+			c <- err
+		}()
+		return c
+	}
+	first := result("first")
+	<-g.entered // the first caller commits; the next two queue behind it
+	b, c := result("b"), result("c")
+	require.Eventually(t, func() bool {
+		f.tr.qmu.Lock()
+		defer f.tr.qmu.Unlock()
+		return len(f.tr.queue) == 2
+	}, 5*time.Second, time.Millisecond)
+	g.release <- struct{}{}
+	require.NoError(t, <-first, "the first caller returns while the next batch waits")
+	<-g.entered
+	select {
+	case err := <-b:
+		t.Fatalf("b returned before its batch committed: %v", err)
+	default:
+	}
+	g.release <- struct{}{}
+	require.NoError(t, <-b)
+	require.NoError(t, <-c)
+	assert.Len(t, f.callable(t0), 3)
+	require.NoError(t, f.tr.Close())
+	assert.Equal(t, []int{1, 2}, g.sizes, "the queued requests shared one batch")
+	assert.Equal(t, []any{"first", nil}, g.callers, "the tracker committed the second batch, not a caller")
 }

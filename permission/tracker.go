@@ -555,23 +555,51 @@ func (t *Tracker) submit(ctx context.Context, r *request) error {
 			<-r.done // a committer holds it: its outcome is the truth
 			return r.err
 		}
-		// We are the committer: take as much of the queue as fits.
-		t.qmu.Lock()
-		n, size := 0, 0
-		for n < len(t.queue) && (n == 0 || size+t.queue[n].size() <= t.cfg.MaxBatch) {
-			size += t.queue[n].size()
-			n++
+		// We are the committer.
+		if t.commitQueued(ctx) {
+			t.wg.Add(1) // before Close's Wait: this caller is still in flight
+			go t.drain()
+		} else {
+			<-t.writeSem
 		}
-		batch := append(t.batch[:0], t.queue[:n]...)
-		t.queue = slices.Delete(t.queue, 0, n)
-		t.qmu.Unlock()
-		if len(batch) > 0 {
-			t.commit(ctx, batch)
-		}
-		clear(batch)
-		t.batch = batch[:0]
-		<-t.writeSem
 	}
+}
+
+// commitQueued commits as much of the queue as fits in one batch, and
+// reports whether requests are still queued. The caller holds writeSem.
+func (t *Tracker) commitQueued(ctx context.Context) (more bool) {
+	t.qmu.Lock()
+	n, size := 0, 0
+	for n < len(t.queue) && (n == 0 || size+t.queue[n].size() <= t.cfg.MaxBatch) {
+		size += t.queue[n].size()
+		n++
+	}
+	batch := append(t.batch[:0], t.queue[:n]...)
+	t.queue = slices.Delete(t.queue, 0, n)
+	t.qmu.Unlock()
+	if len(batch) > 0 {
+		t.commit(ctx, batch)
+	}
+	clear(batch)
+	t.batch = batch[:0]
+	t.qmu.Lock()
+	defer t.qmu.Unlock()
+	return len(t.queue) > 0
+}
+
+// drain takes writeSem over from a caller whose batch committed while
+// others queued, and commits batch after batch until the queue is empty.
+// Under load the committer thus never stops between batches: handing
+// writeSem to a waiting caller instead would wait for the scheduler to run
+// that goroutine, while the batch's callers woken by the commit take the
+// CPU (at 32 clients, about a tenth of the time a batch held writeSem on
+// PostgreSQL). It commits with the tracker's context, whose values are
+// none of the callers' (see HostWrite).
+func (t *Tracker) drain() {
+	defer t.wg.Done()
+	for t.commitQueued(t.ctx) {
+	}
+	<-t.writeSem
 }
 
 // rebuildStates folds the ledger of pairs that have no cached state (a
