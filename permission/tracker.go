@@ -527,8 +527,8 @@ func (r *request) size() int {
 	return n
 }
 
-// submit queues r and waits until a committer (possibly this goroutine)
-// has written it.
+// submit queues r and waits until a committer (this goroutine, another
+// caller, or drain) has written it.
 func (t *Tracker) submit(ctx context.Context, r *request) error {
 	t.qmu.Lock()
 	if t.closed() {
