@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,11 +49,36 @@ var timeKeys = map[string]bool{"timestamp": true, "expiration_timestamp": true, 
 // fixture is one parsed body shape.
 type fixture struct {
 	name  string
-	tree  any
+	tree  any            // the body as encoding/json decodes it into an any
 	users map[string]int // a user's phone number or user id → its index in the body
-	ids   []string       // wamid./wacid. ids, replaced per body
 	last  int64          // the latest timestamp of an item
+	parts []part         // the body as a template (compile)
+	size  int            // bytes of the template's literal parts
 }
+
+// A fixture's bodies are written from a template: the JSON that
+// marshalling the fixture's tree gives (keys sorted, as json.Marshal
+// sorts a map's), cut at each value that varies from body to body.
+// Rewriting the tree and marshalling it for every body took about a
+// third of loadgen's CPU, which the server shares on a small machine;
+// TestTemplateIsTheRewrittenTree checks that both give the same bytes.
+type part struct {
+	lit  []byte // JSON before the value
+	kind partKind
+	old  string // user: the fixture's value, whose form the body's keeps
+	user int    // user: the user's index in the body
+	t    int64  // time: the fixture's unix seconds, shifted to now
+}
+
+type partKind uint8
+
+const (
+	partEnd        partKind = iota // no value: the template's last literal
+	partUser                       // a user's phone number or user id, of body i's users
+	partIDSuffix                   // ".lg<i>" and the closing quote of a wamid./wacid. id
+	partTimeString                 // unix seconds in a JSON string
+	partTimeNumber                 // unix seconds as a JSON number
+)
 
 // loadFixtures reads the named files of dir.
 func loadFixtures(dir string, names []string) ([]*fixture, error) {
@@ -98,7 +125,85 @@ func parseFixture(name string, raw []byte) (*fixture, error) {
 	if len(f.users) == 0 {
 		return nil, fmt.Errorf("no user to vary")
 	}
+	var lit []byte
+	if err := f.compile(f.tree, "", &lit); err != nil {
+		return nil, err
+	}
+	f.parts = append(f.parts, part{lit: lit, kind: partEnd})
+	for _, p := range f.parts {
+		f.size += len(p.lit)
+	}
 	return f, nil
+}
+
+// compile appends v, the member key's value, to the template: literal
+// JSON to *lit, and a part ending *lit at each value that varies. It
+// varies what rewriteTree (main_test.go) rewrites, in the same cases.
+func (f *fixture) compile(v any, key string, lit *[]byte) error {
+	hole := func(p part) {
+		p.lit, *lit = *lit, nil
+		f.parts = append(f.parts, p)
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		*lit = append(*lit, '{')
+		for j, k := range slices.Sorted(maps.Keys(x)) {
+			if j > 0 {
+				*lit = append(*lit, ',')
+			}
+			name, err := json.Marshal(k)
+			if err != nil {
+				return err
+			}
+			*lit = append(append(*lit, name...), ':')
+			if err := f.compile(x[k], k, lit); err != nil {
+				return err
+			}
+		}
+		*lit = append(*lit, '}')
+		return nil
+	case []any:
+		*lit = append(*lit, '[')
+		for j, c := range x {
+			if j > 0 {
+				*lit = append(*lit, ',')
+			}
+			if err := f.compile(c, key, lit); err != nil {
+				return err
+			}
+		}
+		*lit = append(*lit, ']')
+		return nil
+	case string:
+		if u, ok := f.users[x]; ok && userKeys[key] {
+			hole(part{kind: partUser, old: x, user: u})
+			return nil
+		}
+		if key == "id" && (strings.HasPrefix(x, "wamid.") || strings.HasPrefix(x, "wacid.")) {
+			quoted, err := json.Marshal(x)
+			if err != nil {
+				return err
+			}
+			*lit = append(*lit, quoted[:len(quoted)-1]...) // the suffix needs no escaping
+			hole(part{kind: partIDSuffix})
+			return nil
+		}
+		if timeKeys[key] {
+			if t, ok := unix(x); ok {
+				hole(part{kind: partTimeString, t: t})
+				return nil
+			}
+		}
+	case float64:
+		if timeKeys[key] {
+			// json.Marshal writes a whole float64 below 1e21 as its digits.
+			hole(part{kind: partTimeNumber, t: int64(x)})
+			return nil
+		}
+	}
+	b, err := json.Marshal(v)
+	*lit = append(*lit, b...)
+	return err
 }
 
 // walk calls fn for every object member of v, depth first.
@@ -131,7 +236,7 @@ func unix(v any) (int64, bool) {
 // users those of body i (of body i % users when users > 0, a bounded
 // population), its item timestamps moved so that the latest is now
 // (expiries move with them).
-func (f *fixture) body(i, users int, now time.Time) ([]byte, error) {
+func (f *fixture) body(i, users int, now time.Time) []byte {
 	shift := int64(0)
 	if f.last > 0 {
 		shift = now.Unix() - f.last
@@ -140,44 +245,21 @@ func (f *fixture) body(i, users int, now time.Time) ([]byte, error) {
 	if users > 0 {
 		who = i % users
 	}
-	out := f.rewrite(f.tree, "", i, who, shift)
-	return json.Marshal(out)
-}
-
-func (f *fixture) rewrite(v any, key string, i, who int, shift int64) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, c := range x {
-			m[k] = f.rewrite(c, k, i, who, shift)
+	b := make([]byte, 0, f.size+len(f.parts)*32)
+	for _, p := range f.parts {
+		b = append(b, p.lit...)
+		switch p.kind {
+		case partUser:
+			b = append(append(append(b, '"'), userValue(p.old, p.user, who)...), '"')
+		case partIDSuffix:
+			b = append(strconv.AppendInt(append(b, ".lg"...), int64(i), 10), '"')
+		case partTimeString:
+			b = append(strconv.AppendInt(append(b, '"'), p.t+shift, 10), '"')
+		case partTimeNumber:
+			b = strconv.AppendInt(b, p.t+shift, 10)
 		}
-		return m
-	case []any:
-		s := make([]any, len(x))
-		for j, c := range x {
-			s[j] = f.rewrite(c, key, i, who, shift)
-		}
-		return s
-	case string:
-		if u, ok := f.users[x]; ok && userKeys[key] {
-			return userValue(x, u, who)
-		}
-		if key == "id" && (strings.HasPrefix(x, "wamid.") || strings.HasPrefix(x, "wacid.")) {
-			return x + ".lg" + strconv.Itoa(i)
-		}
-		if timeKeys[key] {
-			if t, ok := unix(x); ok {
-				return strconv.FormatInt(t+shift, 10)
-			}
-		}
-		return x
-	case float64:
-		if timeKeys[key] {
-			return float64(int64(x) + shift)
-		}
-		return x
 	}
-	return v
+	return b
 }
 
 // userValue is the u-th user of body i: a phone number of digits, or a

@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,4 +134,99 @@ func TestBoundedUsers(t *testing.T) {
 		most = max(most, len(f.users))
 	}
 	require.LessOrEqual(t, len(contacts), 2*users*most)
+}
+
+// The template writes exactly what rewriting the fixture's tree and
+// marshalling it writes, for every fixture and for bounded and unbounded
+// populations.
+func TestTemplateIsTheRewrittenTree(t *testing.T) {
+	names, err := filepath.Glob(filepath.Join(fixtures, "*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	now := time.Unix(1780000000, 0)
+	compared := 0
+	for _, name := range names {
+		f, err := loadFixtures(filepath.Dir(name), []string{filepath.Base(name)})
+		if err != nil {
+			continue // a fixture with no user to vary is not a shape loadgen posts
+		}
+		compared++
+		for _, users := range []int{0, 7} {
+			for _, i := range []int{0, 1, 12, 99_999} {
+				who := i
+				if users > 0 {
+					who = i % users
+				}
+				shift := int64(0)
+				if f[0].last > 0 {
+					shift = now.Unix() - f[0].last
+				}
+				want, err := json.Marshal(rewriteTree(f[0], f[0].tree, "", i, who, shift))
+				require.NoError(t, err)
+				require.Equal(t, string(want), string(f[0].body(i, users, now)), "%s, body %d, users %d", name, i, users)
+			}
+		}
+	}
+	require.GreaterOrEqual(t, compared, len(DefaultFixtures)-1, "fixtures compared") // DefaultFixtures repeats one
+}
+
+// BenchmarkBody: a body of each default shape in turn, from the template
+// and, as loadgen built them before, by rewriting the tree and
+// marshalling it.
+func BenchmarkBody(b *testing.B) {
+	fx, err := loadFixtures(fixtures, DefaultFixtures)
+	require.NoError(b, err)
+	now := time.Unix(1780000000, 0)
+	b.Run("template", func(b *testing.B) {
+		for i := range b.N {
+			_ = fx[i%len(fx)].body(i, 0, now)
+		}
+	})
+	b.Run("tree", func(b *testing.B) {
+		for i := range b.N {
+			f := fx[i%len(fx)]
+			if _, err := json.Marshal(rewriteTree(f, f.tree, "", i, i, now.Unix()-f.last)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// rewriteTree is body i of f as a tree, the definition the template
+// follows: users replaced by body i's, wamid./wacid. ids suffixed with i,
+// timestamps shifted.
+func rewriteTree(f *fixture, v any, key string, i, who int, shift int64) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, c := range x {
+			m[k] = rewriteTree(f, c, k, i, who, shift)
+		}
+		return m
+	case []any:
+		s := make([]any, len(x))
+		for j, c := range x {
+			s[j] = rewriteTree(f, c, key, i, who, shift)
+		}
+		return s
+	case string:
+		if u, ok := f.users[x]; ok && userKeys[key] {
+			return userValue(x, u, who)
+		}
+		if key == "id" && (strings.HasPrefix(x, "wamid.") || strings.HasPrefix(x, "wacid.")) {
+			return x + ".lg" + strconv.Itoa(i)
+		}
+		if timeKeys[key] {
+			if t, ok := unix(x); ok {
+				return strconv.FormatInt(t+shift, 10)
+			}
+		}
+		return x
+	case float64:
+		if timeKeys[key] {
+			return float64(int64(x) + shift)
+		}
+		return x
+	}
+	return v
 }
