@@ -190,3 +190,32 @@ func TestIndexItemSizes(t *testing.T) {
 		t.Errorf("a slot is %d bytes, want 32", got)
 	}
 }
+
+// mergeDue gives what a stable sort by instant gives, for two runs of any
+// lengths, with ties inside and across them.
+func TestMergeDueIsAStableSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	var buf []dueKey
+	for iter := range 2000 {
+		run := func(n int) []dueKey {
+			at := make([]int64, n)
+			for i := range at {
+				at[i] = int64(r.IntN(1 + iter%12))
+			}
+			slices.Sort(at)
+			out := make([]dueKey, n)
+			for i, a := range at {
+				out[i] = dueKey{a, store.Key{Channel: "ch", Contact: strconv.Itoa(iter) + "-" + strconv.Itoa(r.Int())}}
+			}
+			return out
+		}
+		first, second := run(r.IntN(8)), run(r.IntN(8))
+		found := append(slices.Clone(first), second...)
+		want := slices.Clone(found)
+		slices.SortStableFunc(want, func(a, b dueKey) int { return cmp.Compare(a.at, b.at) })
+		buf = mergeDue(found, len(first), buf)
+		if !slices.Equal(found, want) {
+			t.Fatalf("mergeDue(%v | %v) = %v, want %v", first, second, found, want)
+		}
+	}
+}

@@ -251,7 +251,7 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 			seen[ref] = true
 		}
 	}
-	if err := w.prefetch(w.uniqueKeys(keys)); err != nil {
+	if err := w.prefetch(keys); err != nil {
 		return err
 	}
 	for _, r := range batch {
@@ -374,12 +374,17 @@ func (w *batchWriter) uniqueKeys(keys []store.Key) []store.Key {
 }
 
 // prefetch reads keys with GetMany when the transaction can (one round
-// trip), and then the persons the aliases among them name.
+// trip), and then the persons the aliases among them name. It reuses keys'
+// array. A transaction without GetMany reads a key when the batch
+// first needs it (load), so keys are only made unique here: a sweep of a
+// million pairs on the memory store spent 4% of its time doing it for
+// nothing.
 func (w *batchWriter) prefetch(keys []store.Key) error {
 	gm, ok := w.tx.(store.GetManyTx)
 	if !ok || len(keys) < 2 {
 		return nil
 	}
+	keys = w.uniqueKeys(keys)
 	for round := 0; round < 2 && len(keys) > 0; round++ {
 		got, err := gm.GetMany(w.ctx, keys)
 		if err != nil {
