@@ -339,6 +339,7 @@ type decoder struct {
 	times   instants  // keyed: the instants read in full
 	seen    [4]string // first encoding: the last identifiers decoded, which a state repeats
 	next    int
+	mem     *stateMem // where the state's grants and identifiers go; nil: the heap
 }
 
 func (d *decoder) fail() {
@@ -532,12 +533,16 @@ func (d *decoder) legacyString() string {
 }
 
 // decodeState reads a state stored under a key whose contact is contact.
-func decodeState(b []byte, contact string) (pairState, error) {
+func decodeState(b []byte, contact string) (pairState, error) { return decodeStateIn(b, contact, nil) }
+
+// decodeStateIn is decodeState with the state's grants and identifiers
+// taken from mem (nil: the heap).
+func decodeStateIn(b []byte, contact string, mem *stateMem) (pairState, error) {
 	s := pairState{floor: none, wake: none}
 	if len(b) == 0 {
 		return s, nil
 	}
-	d := &decoder{b: b}
+	d := &decoder{b: b, mem: mem}
 	v := d.byte()
 	switch v {
 	case stateVersion, stateLifecycleVersion:
@@ -567,7 +572,7 @@ func decodeState(b []byte, contact string) (pairState, error) {
 		d.fail()
 	}
 	if n := d.count(); n > 0 {
-		s.grants = make([]permit, n)
+		s.grants = d.mem.permits(n)
 		for i := range s.grants {
 			g := &s.grants[i]
 			g.call = d.string()
@@ -596,7 +601,7 @@ func decodeState(b []byte, contact string) (pairState, error) {
 		}
 	}
 	if n := d.count(); n > 0 {
-		s.ids = make([]ident, n)
+		s.ids = d.mem.idents(n)
 		for i := range s.ids {
 			id := d.string()
 			s.ids[i] = ident{id: id, since: d.time()}
@@ -629,6 +634,11 @@ const (
 // decodeRecord reads what a pair key, whose contact is contact, holds: a
 // person's state, or an alias naming the person's contact.
 func decodeRecord(b []byte, contact string) (kind int, s pairState, alias string, err error) {
+	return decodeRecordIn(b, contact, nil)
+}
+
+// decodeRecordIn is decodeRecord with decodeStateIn's mem.
+func decodeRecordIn(b []byte, contact string, mem *stateMem) (kind int, s pairState, alias string, err error) {
 	if len(b) > 0 && b[0] == aliasCodecVersion {
 		d := &decoder{b: b[1:]}
 		alias = d.string()
@@ -637,7 +647,7 @@ func decodeRecord(b []byte, contact string) (kind int, s pairState, alias string
 		}
 		return recordAlias, s, alias, nil
 	}
-	s, err = decodeState(b, contact)
+	s, err = decodeStateIn(b, contact, mem)
 	if err != nil {
 		return recordNone, s, "", err
 	}
@@ -689,4 +699,67 @@ func (c *channelState) decode(b []byte) error {
 		return errCorrupt
 	}
 	return nil
+}
+
+// stateMem holds the grants and identifiers of the states a batch
+// decodes, so that a state costs no allocation of its own: a sweep
+// decodes a state per pair it expires, and these were two of its three
+// allocations per pair. What it hands out is valid until reset, and each
+// slice's capacity is its length, so that an append moves it to the heap
+// rather than over the next state's.
+type stateMem struct {
+	grants slab[permit]
+	ids    slab[ident]
+}
+
+func (m *stateMem) permits(n int) []permit {
+	if m == nil {
+		return make([]permit, n)
+	}
+	return m.grants.take(n)
+}
+
+func (m *stateMem) idents(n int) []ident {
+	if m == nil {
+		return make([]ident, n)
+	}
+	return m.ids.take(n)
+}
+
+// reset zeroes what m handed out, for reuse: nothing it kept holds a
+// pointer into the batch.
+func (m *stateMem) reset() {
+	m.grants.reset()
+	m.ids.reset()
+}
+
+// slab hands out slices of chunks it keeps from batch to batch.
+type slab[T any] struct {
+	chunks [][]T
+	chunk  int // chunks[chunk][off:] is free
+	off    int
+}
+
+const slabItems = 256
+
+func (s *slab[T]) take(n int) []T {
+	if n > slabItems/4 {
+		return make([]T, n) // rare: a state with many grants or identifiers
+	}
+	if s.chunk < len(s.chunks) && s.off+n > slabItems {
+		s.chunk, s.off = s.chunk+1, 0
+	}
+	if s.chunk == len(s.chunks) {
+		s.chunks = append(s.chunks, make([]T, slabItems))
+	}
+	out := s.chunks[s.chunk][s.off : s.off+n : s.off+n]
+	s.off += n
+	return out
+}
+
+func (s *slab[T]) reset() {
+	for i := range min(s.chunk+1, len(s.chunks)) {
+		clear(s.chunks[i])
+	}
+	s.chunk, s.off = 0, 0
 }

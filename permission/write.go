@@ -126,6 +126,7 @@ type batchWriter struct {
 	ids     []string
 	persons []*pending
 	slab    [][]pending // the batch's persons, in chunks that never move
+	mem     stateMem    // the grants and identifiers of the states the batch decoded
 	used    int
 	joined  bool // some persons of the batch joined into one
 	mapsFor int  // how many keys pairs, raw, seen and uniq were sized for (readyMaps)
@@ -178,6 +179,7 @@ func (w *batchWriter) reset() {
 		clear(w.slab[i/slabChunk][:min(slabChunk, w.used-i)])
 	}
 	w.used, w.joined = 0, false
+	w.mem.reset()
 	clear(w.order)
 	clear(w.appended)
 	clear(w.refs)
@@ -422,7 +424,7 @@ func (w *batchWriter) decode(k store.Key, st store.State, exists bool) (rawRecor
 		// and New rebuilds every such pair before it returns.
 		return rawRecord{}, fmt.Errorf("permission: %s/%s has no cached state: open a new Tracker on this store to rebuild it from the ledger", k.Channel, k.Contact)
 	}
-	kind, s, alias, err := decodeRecord(st.Data, k.Contact)
+	kind, s, alias, err := decodeRecordIn(st.Data, k.Contact, &w.mem)
 	if err != nil {
 		return rawRecord{}, fmt.Errorf("%s/%s: %w", k.Channel, k.Contact, err)
 	}
