@@ -349,3 +349,44 @@ func TestCodecBudget(t *testing.T) {
 		}
 	}
 }
+
+// A slab's slices never overlap, an append to one moves it rather than
+// write over the next, and reset zeroes what was handed out.
+func TestSlab(t *testing.T) {
+	var s slab[ident]
+	var got [][]ident
+	for i := range 3 * slabItems {
+		n := 1 + i%3
+		x := s.take(n)
+		if len(x) != n || cap(x) != n {
+			t.Fatalf("take(%d): len %d cap %d", n, len(x), cap(x))
+		}
+		for j := range x {
+			x[j] = ident{id: strconv.Itoa(i), since: int64(j)}
+		}
+		got = append(got, x)
+	}
+	got[0] = append(got[0], ident{id: "appended"})
+	for i, x := range got {
+		for j, id := range x[:1+i%3] {
+			if id.id != strconv.Itoa(i) || id.since != int64(j) {
+				t.Fatalf("slice %d item %d = %+v: overwritten", i, j, id)
+			}
+		}
+	}
+	if big := s.take(slabItems); len(big) != slabItems {
+		t.Fatalf("take(%d): len %d", slabItems, len(big))
+	}
+	chunks := s.chunks
+	s.reset()
+	for i, c := range chunks {
+		for j := range c {
+			if c[j] != (ident{}) {
+				t.Fatalf("after reset, chunk %d item %d = %+v", i, j, c[j])
+			}
+		}
+	}
+	if x := s.take(2); &x[0] != &chunks[0][0] {
+		t.Fatal("reset did not reuse the first chunk")
+	}
+}
