@@ -302,16 +302,21 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 		}
 		return
 	}
-	at, known := c.slots.Get(key) // valid until c.slots changes: unlink and the rows' trees leave it alone
-	if known {
-		x.unlink(c, *at, c.wakeOf(at))
-	}
 	s := slot{contact: contact, granted: none}
 	if ok {
 		if l.granted == none {
 			l.granted = none + 1 // only a hand-edited change log lists no grant time; none means "not listed"
 		}
 		s.granted, s.expires = l.granted, l.expires
+	}
+	// One search finds the pair's slot or makes it: a new pair is the
+	// common case. at is valid until c.slots changes: unlink and the rows'
+	// trees leave it alone.
+	at, known := c.slots.Insert(key, s)
+	if known {
+		x.unlink(c, *at, c.wakeOf(at))
+	}
+	if ok {
 		r := newRow(contact, l)
 		r.otherWake = wake != s.expiryWake()
 		c.byExpiry.Set(rowExpiryKey(&r), r)
@@ -333,8 +338,6 @@ func (x *index) apply(k store.Key, l listed, ok bool, wake int64) {
 	}
 	if known {
 		*at = s
-	} else {
-		c.slots.Set(key, s)
 	}
 }
 

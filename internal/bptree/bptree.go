@@ -170,18 +170,31 @@ func (t *Tree[T]) Get(k Key) (*T, bool) {
 
 // Set inserts item under key k, which must be keyOf(&item), replacing
 // the item with the same key. It reports whether it replaced one.
-func (t *Tree[T]) Set(k Key, item T) (replaced bool) {
+func (t *Tree[T]) Set(k Key, item T) (replaced bool) { return t.set(k, item, true) != nil }
+
+// Insert inserts item under key k, which must be keyOf(&item), unless an
+// item has that key: then it changes nothing and returns that item, valid
+// until the next change to the tree. It is Get and then Set in one
+// search.
+func (t *Tree[T]) Insert(k Key, item T) (existing *T, found bool) {
+	at := t.set(k, item, false)
+	return at, at != nil
+}
+
+// set inserts item under k, or finds the item with key k (and replaces
+// it when replace is set); it returns the item it found, nil for none.
+func (t *Tree[T]) set(k Key, item T, replace bool) *T {
 	if t.root == nil {
-		replaced, right, sep := t.setLeaf(t.leaf, k, item)
+		at, right, sep := t.setLeaf(t.leaf, k, item, replace)
 		if right != nil {
 			t.root = &inner[T]{n: 2}
 			t.root.leaves[0], t.root.leaves[1] = t.leaf, right
 			t.root.a[0], t.root.seps[0] = sep.A, sep
 			t.leaf, t.height = nil, 1
 		}
-		return replaced
+		return at
 	}
-	replaced, right, sep := t.setInner(t.root, t.height, k, item)
+	at, right, sep := t.setInner(t.root, t.height, k, item, replace)
 	if right != nil {
 		root := &inner[T]{n: 2}
 		root.kids[0], root.kids[1] = t.root, right
@@ -189,28 +202,30 @@ func (t *Tree[T]) Set(k Key, item T) (replaced bool) {
 		t.root = root
 		t.height++
 	}
-	return replaced
+	return at
 }
 
-// setLeaf sets item in l; when l splits it returns the new right leaf
-// and its first key.
-func (t *Tree[T]) setLeaf(l *leaf[T], k Key, item T) (bool, *leaf[T], Key) {
+// setLeaf sets item in l, or finds the item with key k there (see set);
+// when l splits it returns the new right leaf and its first key.
+func (t *Tree[T]) setLeaf(l *leaf[T], k Key, item T, replace bool) (*T, *leaf[T], Key) {
 	i, found := t.find(l, k)
 	if found {
-		l.items[i] = item
-		return true, nil, Key{}
+		if replace {
+			l.items[i] = item
+		}
+		return &l.items[i], nil, Key{}
 	}
 	t.n++
 	if l.n < leafCap {
 		insertLeaf(l, i, k.A, item)
-		return false, nil, Key{}
+		return nil, nil, Key{}
 	}
 	r := &leaf[T]{}
 	if i == leafCap {
 		// Past the end (rising keys, the common load): l stays full and
 		// the new item starts the right leaf.
 		insertLeaf(r, 0, k.A, item)
-		return false, r, k
+		return nil, r, k
 	}
 	const mid = leafCap / 2
 	r.n = copy(r.a[:], l.a[mid:l.n])
@@ -222,7 +237,7 @@ func (t *Tree[T]) setLeaf(l *leaf[T], k Key, item T) (bool, *leaf[T], Key) {
 	} else {
 		insertLeaf(r, i-mid, k.A, item)
 	}
-	return false, r, t.keyOf(&r.items[0])
+	return nil, r, t.keyOf(&r.items[0])
 }
 
 func insertLeaf[T any](l *leaf[T], i int, a int64, item T) {
@@ -232,11 +247,12 @@ func insertLeaf[T any](l *leaf[T], i int, a int64, item T) {
 	l.n++
 }
 
-// setInner sets item below n, an inner node h levels above the leaves;
-// when n splits it returns the new right node and the key between them.
-func (t *Tree[T]) setInner(n *inner[T], h int, k Key, item T) (bool, *inner[T], Key) {
+// setInner sets item below n, an inner node h levels above the leaves,
+// or finds the item with key k there (see set); when n splits it returns
+// the new right node and the key between them.
+func (t *Tree[T]) setInner(n *inner[T], h int, k Key, item T, replace bool) (*T, *inner[T], Key) {
 	i := n.child(k)
-	var replaced bool
+	var at *T
 	var sep Key
 	var rightLeaf *leaf[T]
 	var rightInner *inner[T]
@@ -245,30 +261,30 @@ func (t *Tree[T]) setInner(n *inner[T], h int, k Key, item T) (bool, *inner[T], 
 			// Past a leaf's end (rising keys) setLeaf starts a new leaf
 			// and leaves this one full; anywhere else a full leaf first
 			// makes room beside it.
-			if at, found := t.find(l, k); !found && (t.spill(n, i) || at < leafCap && t.split3(n, i)) {
+			if pos, found := t.find(l, k); !found && (t.spill(n, i) || pos < leafCap && t.split3(n, i)) {
 				i = n.child(k)
 			}
 		}
-		replaced, rightLeaf, sep = t.setLeaf(n.leaves[i], k, item)
+		at, rightLeaf, sep = t.setLeaf(n.leaves[i], k, item, replace)
 		if rightLeaf == nil {
-			return replaced, nil, Key{}
+			return at, nil, Key{}
 		}
 	} else {
-		replaced, rightInner, sep = t.setInner(n.kids[i], h-1, k, item)
+		at, rightInner, sep = t.setInner(n.kids[i], h-1, k, item, replace)
 		if rightInner == nil {
-			return replaced, nil, Key{}
+			return at, nil, Key{}
 		}
 	}
 	if n.n < innerCap {
 		insertKid(n, i, sep, rightLeaf, rightInner)
-		return replaced, nil, Key{}
+		return at, nil, Key{}
 	}
 	r := &inner[T]{n: 1}
 	if i == innerCap-1 {
 		// Past the end, as for leaves: n stays full and the new child
 		// starts the right node.
 		r.leaves[0], r.kids[0] = rightLeaf, rightInner
-		return replaced, r, sep
+		return at, r, sep
 	}
 	// Split n: the left keeps mid children, the right the rest; the
 	// separator between them moves up.
@@ -288,7 +304,7 @@ func (t *Tree[T]) setInner(n *inner[T], h int, k Key, item T) (bool, *inner[T], 
 	} else {
 		insertKid(r, i-mid, sep, rightLeaf, rightInner)
 	}
-	return replaced, r, up
+	return at, r, up
 }
 
 // spill makes room in n's full leaf i by moving items to a sibling with

@@ -132,13 +132,27 @@ func TestTreeAgainstModel(t *testing.T) {
 					k := tc.key(r, step)
 					it := item{k, step}
 					i, found := m.find(k)
+					if r.IntN(2) == 0 { // Insert keeps an item that is there
+						prev := it
+						if found {
+							prev = m[i]
+						}
+						at, got := tr.Insert(k, it)
+						if got != found || found && *at != prev {
+							t.Fatalf("step %d: Insert(%v) found %v %v, want %v %v", step, k, got, at, found, prev)
+						}
+						if !found {
+							m = slices.Insert(m, i, it)
+						}
+						break
+					}
+					if got := tr.Set(k, it); got != found {
+						t.Fatalf("step %d: Set(%v) replaced %v, want %v", step, k, got, found)
+					}
 					if found {
 						m[i] = it
 					} else {
 						m = slices.Insert(m, i, it)
-					}
-					if got := tr.Set(k, it); got != found {
-						t.Fatalf("step %d: Set(%v) replaced %v, want %v", step, k, got, found)
 					}
 				case len(m) > 0 && r.IntN(4) > 0:
 					// An existing key, mostly.
