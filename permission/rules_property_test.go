@@ -187,6 +187,12 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add([]byte{unkeyedVersion, 0x14, 0, 0, 0, 0, 0, 0}) // an unkeyed version, still read
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := decodeState(b, fuzzContact)
+		var mem stateMem // a batch's slabs, part used already
+		mem.permits(3)
+		mem.idents(2)
+		inMem, errMem := decodeStateIn(b, fuzzContact, &mem)
+		require.Equal(t, err, errMem, "a batch's slabs read the same bytes alike")
+		require.Equal(t, got, inMem, "a batch's slabs read the same bytes alike")
 		if err != nil || len(b) == 0 {
 			return
 		}
