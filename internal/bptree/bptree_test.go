@@ -250,26 +250,40 @@ func TestKeyCompare(t *testing.T) {
 // FuzzTree replays a byte string as operations on a tree and a model.
 func FuzzTree(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 200, 201, 202})
+	f.Add([]byte{0, 7, 2, 7, 1, 7, 2, 7, 0, 7, 0, 9, 1, 9})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		tr := New(keyOf)
 		var m model
-		for i, op := range ops {
-			k := Key{A: int64(op % 16), B: int64(op / 16 % 4), C: string(rune('a' + op/64))}
-			if op&1 == 0 || len(m) == 0 {
-				j, found := m.find(k)
+		// Each step is two bytes: the operation, then the key, so that
+		// any operation can meet a key any other one left.
+		for i := 0; i+1 < len(ops); i += 2 {
+			op, kb := ops[i], ops[i+1]
+			k := Key{A: int64(kb % 16), B: int64(kb / 16 % 4), C: string(rune('a' + kb/64))}
+			j, found := m.find(k)
+			switch op % 3 {
+			case 0:
 				if found {
 					m[j] = item{k, i}
 				} else {
 					m = slices.Insert(m, j, item{k, i})
 				}
-				tr.Set(k, item{k, i})
-			} else {
-				j, found := m.find(k)
+				if tr.Set(k, item{k, i}) != found {
+					t.Fatalf("Set(%v) disagrees with the model", k)
+				}
+			case 1:
 				if found {
 					m = slices.Delete(m, j, j+1)
 				}
 				if tr.Delete(k) != found {
 					t.Fatalf("Delete(%v) disagrees with the model", k)
+				}
+			case 2: // Insert keeps an item that is there
+				at, got := tr.Insert(k, item{k, i})
+				if got != found || found && *at != m[j] {
+					t.Fatalf("Insert(%v) disagrees with the model", k)
+				}
+				if !found {
+					m = slices.Insert(m, j, item{k, i})
 				}
 			}
 		}
