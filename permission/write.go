@@ -383,10 +383,12 @@ func (w *batchWriter) uniqueKeys(keys []store.Key) []store.Key {
 // nothing.
 func (w *batchWriter) prefetch(keys []store.Key) error {
 	gm, ok := w.tx.(store.GetManyTx)
-	if !ok || len(keys) < 2 {
+	if !ok {
 		return nil
 	}
-	keys = w.uniqueKeys(keys)
+	if keys = w.uniqueKeys(keys); len(keys) < 2 {
+		return nil
+	}
 	for round := 0; round < 2 && len(keys) > 0; round++ {
 		got, err := gm.GetMany(w.ctx, keys)
 		if err != nil {
