@@ -129,7 +129,7 @@ type batchWriter struct {
 	mem     stateMem    // the grants and identifiers of the states the batch decoded
 	used    int
 	joined  bool // some persons of the batch joined into one
-	mapsFor int  // how many keys pairs, raw, seen and uniq were sized for (readyMaps)
+	mapsFor int  // how many keys pairs, raw and seen were sized for (readyMaps)
 }
 
 const slabChunk = 16
@@ -143,14 +143,14 @@ const slabChunk = 16
 func (w *batchWriter) readyMaps(n int) {
 	if w.pairs == nil || w.mapsFor > max(64, 4*n) {
 		w.pairs, w.raw = make(map[store.Key]*pending, n), make(map[store.Key]int, n)
-		w.seen, w.uniq = make(map[store.EventRef]bool, n), make(map[store.Key]struct{}, n)
+		w.seen = make(map[store.EventRef]bool, n)
+		w.uniq = nil // uniqueKeys makes it at its first use, and clears it at each
 		w.mapsFor = n
 		return
 	}
 	clear(w.pairs)
 	clear(w.raw)
 	clear(w.seen)
-	clear(w.uniq)
 	w.mapsFor = max(w.mapsFor, n)
 }
 
@@ -362,7 +362,7 @@ func (w *batchWriter) write(batch []*request, appended *[]store.Change) error {
 // array.
 func (w *batchWriter) uniqueKeys(keys []store.Key) []store.Key {
 	if w.uniq == nil {
-		w.uniq = make(map[store.Key]struct{})
+		w.uniq = make(map[store.Key]struct{}, len(keys))
 	}
 	clear(w.uniq)
 	out := keys[:0]
